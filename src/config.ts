@@ -1,0 +1,74 @@
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * Service configuration, read once from the environment by the composition root.
+ * Secrets (PINs) are not part of it: they are read by hsm/provision.ts from env or 0600 files
+ * at the moment they are needed, and never kept on an enumerable property.
+ */
+const envSchema = z.object({
+  KMS_DATA_DIR: z.string().default('.kms'),
+  KMS_HOST: z.string().default('127.0.0.1'),
+  KMS_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  DATABASE_URL: z.string().optional(),
+  REDIS_URL: z.string().optional(),
+  KMS_PKCS11_MODULE: z.string().default('/usr/lib/softhsm/libsofthsm2.so'),
+  KMS_HSM_TOKEN_LABEL: z.string().min(1).max(32).default('hsm-kms'),
+  KMS_HSM_SESSIONS: z.coerce.number().int().min(1).max(256).default(8),
+  /** Strict import mode: never decode OAEP on the host when the token lacks the mechanism. */
+  KMS_IMPORT_STRICT: z
+    .enum(['true', 'false', '1', '0'])
+    .default('false')
+    .transform((v) => v === 'true' || v === '1'),
+  KMS_WRAPPING_KEY_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(4),
+  KMS_REGION: z.string().default('cn-hangzhou'),
+  KMS_ACCOUNT_ID: z.string().default('1234567890123456'),
+  KMS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  KMS_SIGNATURE_MAX_SKEW_SECONDS: z.coerce.number().int().min(1).default(900),
+});
+
+export interface KmsConfig {
+  dataDir: string;
+  host: string;
+  port: number;
+  databaseUrl: string | undefined;
+  redisUrl: string | undefined;
+  hsm: {
+    modulePath: string;
+    tokenLabel: string;
+    sessions: number;
+    importStrict: boolean;
+    wrappingKeyPoolSize: number;
+  };
+  region: string;
+  accountId: string;
+  logLevel: string;
+  maxSkewSeconds: number;
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new Error(`Invalid configuration: ${issues}`);
+  }
+  const e = parsed.data;
+  return {
+    dataDir: path.resolve(e.KMS_DATA_DIR),
+    host: e.KMS_HOST,
+    port: e.KMS_PORT,
+    databaseUrl: e.DATABASE_URL || undefined,
+    redisUrl: e.REDIS_URL || undefined,
+    hsm: {
+      modulePath: e.KMS_PKCS11_MODULE,
+      tokenLabel: e.KMS_HSM_TOKEN_LABEL,
+      sessions: e.KMS_HSM_SESSIONS,
+      importStrict: e.KMS_IMPORT_STRICT,
+      wrappingKeyPoolSize: e.KMS_WRAPPING_KEY_POOL_SIZE,
+    },
+    region: e.KMS_REGION,
+    accountId: e.KMS_ACCOUNT_ID,
+    logLevel: e.KMS_LOG_LEVEL,
+    maxSkewSeconds: e.KMS_SIGNATURE_MAX_SKEW_SECONDS,
+  };
+}

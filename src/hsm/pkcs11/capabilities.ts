@@ -1,0 +1,131 @@
+import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import type { HsmCapabilities, WrappingAlgorithm } from '../hsm.js';
+import * as m from './mechanisms.js';
+
+type Handle = pkcs11js.Handle;
+
+/**
+ * Learns what the token really does by trying each operation with throwaway session objects,
+ * not by reading C_GetMechanismList: SoftHSM2 2.6.1 lists CKM_RSA_PKCS_OAEP but answers
+ * CKR_ARGUMENTS_BAD for SHA-256 parameters (DESIGN.md, "Known HSM capability gap").
+ * Every check compares the token's result with node:crypto's, so "works" means "is correct".
+ */
+export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): Promise<HsmCapabilities> {
+  const created: Handle[] = [];
+  const track = (h: Handle) => {
+    created.push(h);
+    return h;
+  };
+  try {
+    const material = randomBytes(32);
+    const aesKey = track(
+      p11.C_CreateObject(session, m.aesKeyTemplate({ token: false, value: material, sign: true, wrap: true })),
+    );
+    const pair = p11.C_GenerateKeyPair(
+      session,
+      m.rsaKeyPairGen,
+      ...Object.values(m.wrappingKeyPairTemplates('hsm-kms:probe', true, false)) as [pkcs11js.Template, pkcs11js.Template],
+    );
+    track(pair.publicKey);
+    track(pair.privateKey);
+    const [modulus, exponent] = p11.C_GetAttributeValue(session, pair.publicKey, [
+      { type: pkcs11js.CKA_MODULUS },
+      { type: pkcs11js.CKA_PUBLIC_EXPONENT },
+    ]);
+    const publicKey = createPublicKey({
+      key: {
+        kty: 'RSA',
+        n: (modulus?.value as Buffer).toString('base64url'),
+        e: (exponent?.value as Buffer).toString('base64url'),
+      },
+      format: 'jwk',
+    });
+
+    const unwrapWorks = (algorithm: WrappingAlgorithm): boolean =>
+      attempt(() => {
+        const secret = randomBytes(32);
+        const encrypted =
+          algorithm === 'RSAES_PKCS1_V1_5'
+            ? publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_PADDING }, secret)
+            : publicEncrypt(
+                {
+                  key: publicKey,
+                  padding: constants.RSA_PKCS1_OAEP_PADDING,
+                  oaepHash: algorithm === 'RSAES_OAEP_SHA_1' ? 'sha1' : 'sha256',
+                },
+                secret,
+              );
+        const key = track(
+          p11.C_UnwrapKey(session, m.unwrapMechanism(algorithm), pair.privateKey, encrypted, m.aesKeyTemplate({ token: false })),
+        );
+        return ecbBlock(p11, session, key).equals(nodeEcbBlock(secret));
+      });
+
+    return {
+      aesGcm: attempt(() => {
+        const iv = randomBytes(12);
+        const aad = Buffer.from('probe');
+        const plain = randomBytes(40);
+        p11.C_EncryptInit(session, m.aesGcm(iv, aad), aesKey);
+        const sealed = p11.C_Encrypt(session, plain, Buffer.alloc(plain.length + 16));
+        p11.C_DecryptInit(session, m.aesGcm(iv, aad), aesKey);
+        const opened = p11.C_Decrypt(session, sealed, Buffer.alloc(sealed.length));
+        const cipher = createCipheriv('aes-256-gcm', material, iv);
+        cipher.setAAD(aad);
+        const expected = Buffer.concat([cipher.update(plain), cipher.final(), cipher.getAuthTag()]);
+        return opened.equals(plain) && Buffer.from(sealed).equals(expected);
+      }),
+      oaepSha1Unwrap: unwrapWorks('RSAES_OAEP_SHA_1'),
+      oaepSha256Unwrap: unwrapWorks('RSAES_OAEP_SHA_256'),
+      pkcs1v15Unwrap: unwrapWorks('RSAES_PKCS1_V1_5'),
+      rsaX509: attempt(() => {
+        const secret = randomBytes(32);
+        const encrypted = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, secret);
+        p11.C_DecryptInit(session, m.rsaX509, pair.privateKey);
+        const raw = p11.C_Decrypt(session, encrypted, Buffer.alloc(256));
+        return raw.length > 0 && raw.length <= 256;
+      }),
+      aesKeyWrapPad: attempt(() => {
+        const inner = track(p11.C_CreateObject(session, m.aesKeyTemplate({ token: false, readable: true, value: randomBytes(24) })));
+        const wrapped = p11.C_WrapKey(session, m.aesKeyWrapPad, aesKey, inner, Buffer.alloc(64));
+        const back = track(p11.C_UnwrapKey(session, m.aesKeyWrapPad, aesKey, wrapped, m.aesKeyTemplate({ token: false })));
+        return ecbBlock(p11, session, back).equals(ecbBlock(p11, session, inner));
+      }),
+      aesCmac: attempt(() => {
+        p11.C_SignInit(session, m.aesCmac, aesKey);
+        const a = Buffer.from(p11.C_Sign(session, Buffer.alloc(16), Buffer.alloc(16)));
+        p11.C_SignInit(session, m.aesCmac, aesKey);
+        const b = Buffer.from(p11.C_Sign(session, Buffer.alloc(16), Buffer.alloc(16)));
+        return a.length === 16 && a.equals(b);
+      }),
+    };
+  } finally {
+    for (const handle of created) {
+      try {
+        p11.C_DestroyObject(session, handle);
+      } catch {
+        // Session objects vanish with the session anyway.
+      }
+    }
+  }
+}
+
+function attempt(check: () => boolean): boolean {
+  try {
+    return check();
+  } catch {
+    return false;
+  }
+}
+
+function ecbBlock(p11: pkcs11js.PKCS11, session: Handle, key: Handle): Buffer {
+  p11.C_EncryptInit(session, m.aesEcb, key);
+  return Buffer.from(p11.C_Encrypt(session, Buffer.alloc(16), Buffer.alloc(16)));
+}
+
+function nodeEcbBlock(key: Buffer): Buffer {
+  const cipher = createCipheriv(`aes-${key.length * 8}-ecb`, key, null);
+  cipher.setAutoPadding(false);
+  return Buffer.concat([cipher.update(Buffer.alloc(16)), cipher.final()]);
+}

@@ -1,0 +1,89 @@
+import pkcs11js from 'pkcs11js';
+import { unavailable } from '../../domain/errors.js';
+import { isSessionLost } from './errors.js';
+
+type Handle = pkcs11js.Handle;
+
+/**
+ * A fixed-size pool of read/write sessions on one slot. A session serves one operation at a
+ * time (PKCS#11 sessions are not re-entrant: an active C_EncryptInit blocks others), so
+ * concurrency equals the pool size. A session that the token reports lost is replaced.
+ */
+export class SessionPool {
+  private readonly idle: Handle[] = [];
+  private readonly waiters: Array<(session: Handle) => void> = [];
+  private opened = 0;
+  private closed = false;
+
+  constructor(
+    private readonly p11: pkcs11js.PKCS11,
+    private readonly slot: Handle,
+    private readonly size: number,
+  ) {}
+
+  /** Runs `fn` with an exclusive session, returning it to the pool afterwards. */
+  async use<T>(fn: (session: Handle) => Promise<T> | T): Promise<T> {
+    const session = await this.acquire();
+    let lost = false;
+    try {
+      return await fn(session);
+    } catch (error) {
+      lost = isSessionLost(error);
+      throw error;
+    } finally {
+      this.release(session, lost);
+    }
+  }
+
+  private acquire(): Promise<Handle> {
+    if (this.closed) return Promise.reject(unavailable('The HSM session pool is closed.'));
+    const session = this.idle.pop();
+    if (session) return Promise.resolve(session);
+    if (this.opened < this.size) {
+      this.opened += 1;
+      try {
+        return Promise.resolve(this.open());
+      } catch (error) {
+        this.opened -= 1;
+        return Promise.reject(error);
+      }
+    }
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  private open(): Handle {
+    return this.p11.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+  }
+
+  private release(session: Handle, lost: boolean): void {
+    let next = session;
+    if (lost) {
+      try {
+        this.p11.C_CloseSession(session);
+      } catch {
+        // Already gone; that is why we are replacing it.
+      }
+      try {
+        next = this.open();
+      } catch {
+        this.opened -= 1;
+        return;
+      }
+    }
+    const waiter = this.waiters.shift();
+    if (waiter) waiter(next);
+    else this.idle.push(next);
+  }
+
+  /** Closes idle sessions; callers must have drained in-flight work. */
+  close(): void {
+    this.closed = true;
+    for (const session of this.idle.splice(0)) {
+      try {
+        this.p11.C_CloseSession(session);
+      } catch {
+        // Closing is best effort at shutdown.
+      }
+    }
+  }
+}

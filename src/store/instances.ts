@@ -1,0 +1,98 @@
+import type { Queryable } from './db.js';
+
+export type InstanceType = 'SOFTWARE' | 'HSM';
+
+export interface Instance {
+  id: string;
+  name: string;
+  type: InstanceType;
+  keyQuota: number;
+  qps: number;
+  usedKeys: number;
+  keyStorage: 'HsmInternal' | 'HsmEncryptedDatabase' | 'Database';
+  status: string;
+  createdAt: Date;
+}
+
+interface InstanceRow {
+  id: string;
+  name: string;
+  type: InstanceType;
+  key_quota: number;
+  qps: number;
+  used_keys: number;
+  key_storage: Instance['keyStorage'];
+  status: string;
+  created_at: Date;
+}
+
+const toInstance = (r: InstanceRow): Instance => ({
+  id: r.id,
+  name: r.name,
+  type: r.type,
+  keyQuota: r.key_quota,
+  qps: r.qps,
+  usedKeys: r.used_keys,
+  keyStorage: r.key_storage,
+  status: r.status,
+  createdAt: r.created_at,
+});
+
+export async function insertInstance(db: Queryable, i: Omit<Instance, 'usedKeys' | 'createdAt' | 'status'>): Promise<Instance> {
+  const { rows } = await db.query<InstanceRow>(
+    `INSERT INTO instances (id, name, type, key_quota, qps, key_storage) VALUES ($1,$2,$3,$4,$5,$6) RETURNING *`,
+    [i.id, i.name, i.type, i.keyQuota, i.qps, i.keyStorage],
+  );
+  return toInstance(rows[0]!);
+}
+
+export async function getInstance(db: Queryable, id: string): Promise<Instance | undefined> {
+  const { rows } = await db.query<InstanceRow>('SELECT * FROM instances WHERE id = $1', [id]);
+  return rows[0] ? toInstance(rows[0]) : undefined;
+}
+
+/** Locks the instance row for the rest of the transaction: quota checks and inserts serialise here. */
+export async function lockInstance(tx: Queryable, id: string): Promise<Instance | undefined> {
+  const { rows } = await tx.query<InstanceRow>('SELECT * FROM instances WHERE id = $1 FOR UPDATE', [id]);
+  return rows[0] ? toInstance(rows[0]) : undefined;
+}
+
+export async function addUsedKeys(tx: Queryable, id: string, delta: number): Promise<void> {
+  await tx.query('UPDATE instances SET used_keys = used_keys + $2 WHERE id = $1', [id, delta]);
+}
+
+export async function listInstances(
+  db: Queryable,
+  page: { offset: number; limit: number },
+  type?: InstanceType,
+): Promise<{ items: Instance[]; total: number }> {
+  const where = type ? 'WHERE type = $3' : '';
+  const params: unknown[] = [page.limit, page.offset, ...(type ? [type] : [])];
+  const { rows } = await db.query<InstanceRow & { total: string }>(
+    `SELECT *, count(*) OVER () AS total FROM instances ${where} ORDER BY created_at, id LIMIT $1 OFFSET $2`,
+    params,
+  );
+  if (rows.length === 0 && page.offset > 0) {
+    const { rows: c } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM instances ${type ? 'WHERE type = $1' : ''}`, type ? [type] : []);
+    return { items: [], total: Number(c[0]?.n ?? 0) };
+  }
+  return { items: rows.map(toInstance), total: Number(rows[0]?.total ?? 0) };
+}
+
+export async function updateInstanceLimits(
+  tx: Queryable,
+  id: string,
+  limits: { keyQuota?: number | undefined; qps?: number | undefined },
+): Promise<Instance | undefined> {
+  const { rows } = await tx.query<InstanceRow>(
+    `UPDATE instances SET key_quota = COALESCE($2, key_quota), qps = COALESCE($3, qps) WHERE id = $1 RETURNING *`,
+    [id, limits.keyQuota ?? null, limits.qps ?? null],
+  );
+  return rows[0] ? toInstance(rows[0]) : undefined;
+}
+
+/** Versions in Postgres per instance: what GetKmsInstanceQuotaInfos must agree with. */
+export async function countVersions(db: Queryable, instanceId: string): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM key_versions WHERE instance_id = $1', [instanceId]);
+  return Number(rows[0]?.n ?? 0);
+}
