@@ -190,7 +190,9 @@ function isFormBody(headers: RequestToVerify['headers']): boolean {
 function collectParams(req: RequestToVerify): Record<string, string> {
   const params: Record<string, string> = Object.create(null) as Record<string, string>;
   const pairs = decodeForm(req.rawQuery);
-  if (req.rawBody.length > 0 && isFormBody(req.headers)) pairs.push(...decodeForm(req.rawBody.toString('utf8')));
+  if (req.rawBody.length > 0 && isFormBody(req.headers)) {
+    pairs.push(...decodeForm(req.rawBody.toString('utf8')));
+  }
   for (const [key, value] of pairs) {
     if (Object.hasOwn(params, key)) throw invalidParameter(shown(key), 'It must appear only once.');
     params[key] = value;
@@ -368,7 +370,9 @@ export function signAcs3(input: Acs3SignInput): Acs3Signature {
   const signature = acs3Signature(input.accessKeySecret, canonicalRequest);
   const signedHeaders = headers.map(([k]) => k).join(';');
   return {
-    authorization: `${ACS3_ALGORITHM} Credential=${input.accessKeyId},SignedHeaders=${signedHeaders},Signature=${signature}`,
+    authorization:
+      `${ACS3_ALGORITHM} Credential=${input.accessKeyId},` +
+      `SignedHeaders=${signedHeaders},Signature=${signature}`,
     signature,
     signedHeaders,
     canonicalRequest,
@@ -407,13 +411,18 @@ function parseAuthorization(value: string): Acs3Authorization {
   if (!credential || !signedHeaders || !signature || !/^[0-9a-fA-F]{64}$/.test(signature)) {
     throw incompleteSignature();
   }
-  if (signedHeaders.some((h) => !/^[a-z0-9-]+$/.test(h)) || new Set(signedHeaders).size !== signedHeaders.length) {
+  const wellFormed = signedHeaders.every((h) => /^[a-z0-9-]+$/.test(h));
+  if (!wellFormed || new Set(signedHeaders).size !== signedHeaders.length) {
     throw incompleteSignature();
   }
   return { credential, signedHeaders, signature: signature.toLowerCase() };
 }
 
-function parseAcs3(req: RequestToVerify, params: Record<string, string>, authorization: string): SignedRequest {
+function parseAcs3(
+  req: RequestToVerify,
+  params: Record<string, string>,
+  authorization: string,
+): SignedRequest {
   const auth = parseAuthorization(authorization);
   const header = (name: string) => headerValue(req.headers, name);
 
@@ -433,7 +442,10 @@ function parseAcs3(req: RequestToVerify, params: Record<string, string>, authori
   // Everything the server acts on must be covered: host, every x-acs-* header sent (action,
   // version, date, nonce, STS token…), and content-type when it made us read a form body.
   const signed = new Set(auth.signedHeaders);
-  const mustSign = ['host', ...Object.keys(req.headers).map((h) => h.toLowerCase()).filter((h) => h.startsWith('x-acs-'))];
+  const sentAcs = Object.keys(req.headers)
+    .map((h) => h.toLowerCase())
+    .filter((h) => h.startsWith('x-acs-'));
+  const mustSign = ['host', ...sentAcs];
   if (req.rawBody.length > 0 && isFormBody(req.headers)) mustSign.push('content-type');
   if (mustSign.some((h) => !signed.has(h))) throw incompleteSignature();
   const headers = auth.signedHeaders.map((name) => {
@@ -449,7 +461,13 @@ function parseAcs3(req: RequestToVerify, params: Record<string, string>, authori
   const action = header('x-acs-action');
   const version = header('x-acs-version');
 
-  const canonicalRequest = acs3CanonicalRequest({ method: req.method, path: req.path, query: queryOnly(req), headers, hashedPayload });
+  const canonicalRequest = acs3CanonicalRequest({
+    method: req.method,
+    path: req.path,
+    query: queryOnly(req),
+    headers,
+    hashedPayload,
+  });
   return {
     scheme: 'ACS3-HMAC-SHA256',
     accessKeyId: auth.credential,

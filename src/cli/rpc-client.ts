@@ -61,7 +61,8 @@ export interface BuildSignedRequestInput {
  */
 export function buildSignedRequest(input: BuildSignedRequestInput): SignedHttpRequest {
   const base = new URL(input.endpoint);
-  if ((base.protocol !== 'http:' && base.protocol !== 'https:') || base.pathname !== '/' || base.search !== '') {
+  const httpish = base.protocol === 'http:' || base.protocol === 'https:';
+  if (!httpish || base.pathname !== '/' || base.search !== '') {
     throw new Error(`The endpoint must be an http(s) URL without a path or query: ${input.endpoint}`);
   }
 
@@ -132,7 +133,8 @@ export interface RpcClient {
   call(action: string, params?: RpcParams): Promise<Record<string, unknown>>;
 }
 
-const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+const isRecord = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
 const stringField = (o: Record<string, unknown>, ...names: string[]) => {
   for (const n of names) if (typeof o[n] === 'string') return o[n];
   return undefined;
@@ -160,7 +162,8 @@ export function createRpcClient(options: RpcClientOptions): RpcClient {
         body = undefined;
       }
       if (!isRecord(body)) {
-        throw new RpcError('UnexpectedResponse', `HTTP ${res.status}: the response is not a JSON object.`, res.status, headerRequestId);
+        const message = `HTTP ${res.status}: the response is not a JSON object.`;
+        throw new RpcError('UnexpectedResponse', message, res.status, headerRequestId);
       }
       if (!res.ok) {
         // Field names the SDKs read (§4.6): Code|code, Message|message, RequestId|requestId.

@@ -142,7 +142,9 @@ describe('encryptionContextAad', () => {
             fc.tuple(fc.constant(pairs), fc.shuffledSubarray(pairs, { minLength: pairs.length, maxLength: pairs.length })),
           ),
         ([pairs, shuffled]) => {
-          expect(encryptionContextAad(Object.fromEntries(shuffled))).toEqual(encryptionContextAad(Object.fromEntries(pairs)));
+          const a = encryptionContextAad(Object.fromEntries(pairs));
+          const b = encryptionContextAad(Object.fromEntries(shuffled));
+          expect(a !== undefined && b !== undefined && a.equals(b)).toBe(true);
         },
       ),
     );

@@ -2,7 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { checkTimestamp, parseSignedRequest, verifySignature } from '../../src/api/signature.js';
 import { RpcError, buildSignedRequest, createRpcClient } from '../../src/cli/rpc-client.js';
 
-const credentials = { endpoint: 'http://127.0.0.1:8080', accessKeyId: 'testAccessKeyId', accessKeySecret: 'testAccessKeySecret' };
+const credentials = {
+  endpoint: 'http://127.0.0.1:8080',
+  accessKeyId: 'testAccessKeyId',
+  accessKeySecret: 'testAccessKeySecret',
+};
 
 const toVerify = (req: ReturnType<typeof buildSignedRequest>) => ({
   method: req.method,
@@ -18,7 +22,14 @@ describe('buildSignedRequest', () => {
     const req = buildSignedRequest({
       ...credentials,
       action: 'Encrypt',
-      params: { KeyId: 'key-1234', Plaintext: 'aGk+/w==', EncryptionContext: '{"a":"b"}', DryRun: false, Skip: undefined, N: 3 },
+      params: {
+        KeyId: 'key-1234',
+        Plaintext: 'aGk+/w==',
+        EncryptionContext: '{"a":"b"}',
+        DryRun: false,
+        Skip: undefined,
+        N: 3,
+      },
       now,
       nonce: 'fixed-nonce',
     });
@@ -40,7 +51,13 @@ describe('buildSignedRequest', () => {
     expect(signed.accessKeyId).toBe('testAccessKeyId');
     expect(signed.action).toBe('Encrypt');
     expect(signed.params).toEqual(
-      Object.assign(Object.create(null), { KeyId: 'key-1234', Plaintext: 'aGk+/w==', EncryptionContext: '{"a":"b"}', DryRun: 'false', N: '3' }),
+      Object.assign(Object.create(null), {
+        KeyId: 'key-1234',
+        Plaintext: 'aGk+/w==',
+        EncryptionContext: '{"a":"b"}',
+        DryRun: 'false',
+        N: '3',
+      }),
     );
     expect(() => verifySignature(signed, 'testAccessKeySecret')).not.toThrow();
     expect(signed.verify('wrong')).toBe(false);
@@ -48,7 +65,13 @@ describe('buildSignedRequest', () => {
   });
 
   it('signs the STS token headers', () => {
-    const req = buildSignedRequest({ ...credentials, accessKeyId: 'STS.ak', securityToken: 'tok', action: 'DescribeKey', params: { KeyId: 'k' } });
+    const req = buildSignedRequest({
+      ...credentials,
+      accessKeyId: 'STS.ak',
+      securityToken: 'tok',
+      action: 'DescribeKey',
+      params: { KeyId: 'k' },
+    });
     const signed = parseSignedRequest(toVerify(req));
     expect(signed.securityToken).toBe('tok');
     expect(signed.verify('testAccessKeySecret')).toBe(true);
@@ -85,7 +108,10 @@ describe('createRpcClient', () => {
         return jsonResponse(200, { RequestId: 'r-1', KeyMetadata: { KeyId: 'key-1' } });
       },
     });
-    await expect(client.call('DescribeKey', { KeyId: 'key-1' })).resolves.toEqual({ RequestId: 'r-1', KeyMetadata: { KeyId: 'key-1' } });
+    await expect(client.call('DescribeKey', { KeyId: 'key-1' })).resolves.toEqual({
+      RequestId: 'r-1',
+      KeyMetadata: { KeyId: 'key-1' },
+    });
     expect(seen?.method).toBe('POST');
     expect(seen?.url).toBe('http://127.0.0.1:8080/?KeyId=key-1');
     expect(seen?.headers.get('x-acs-action')).toBe('DescribeKey');
@@ -119,6 +145,10 @@ describe('createRpcClient', () => {
       ...credentials,
       fetch: async () => new Response('Bad Gateway', { status: 502, headers: { 'x-acs-request-id': 'req-502' } }),
     });
-    await expect(client.call('ListKeys', {})).rejects.toMatchObject({ code: 'UnexpectedResponse', statusCode: 502, requestId: 'req-502' });
+    await expect(client.call('ListKeys', {})).rejects.toMatchObject({
+      code: 'UnexpectedResponse',
+      statusCode: 502,
+      requestId: 'req-502',
+    });
   });
 });

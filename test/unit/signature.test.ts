@@ -250,7 +250,12 @@ describe('ACS3-HMAC-SHA256 malformed requests', () => {
     expect(signed.verify('s')).toBe(true);
     // A different body with a matching hash header is still not the signed one.
     const other = 'Plaintext=b3RoZXI%3D';
-    const forged = { ...req, rawBody: Buffer.from(other), headers: { ...req.headers, 'x-acs-content-sha256': OpenApiUtil.hexEncode(OpenApiUtil.hash(Buffer.from(other), 'ACS3-HMAC-SHA256')) } };
+    const otherHash = OpenApiUtil.hexEncode(OpenApiUtil.hash(Buffer.from(other), 'ACS3-HMAC-SHA256'));
+    const forged = {
+      ...req,
+      rawBody: Buffer.from(other),
+      headers: { ...req.headers, 'x-acs-content-sha256': otherHash },
+    };
     expect(parseSignedRequest(forged).verify('s')).toBe(false);
   });
 });
@@ -327,7 +332,8 @@ describe('HMAC-SHA1 v1 malformed requests', () => {
     const signed = parseSignedRequest(req);
     expect(signed.params['Plaintext']).toBe('aGk+/w==');
     expect(signed.verify('s')).toBe(true);
-    expect(parseSignedRequest({ ...req, rawBody: Buffer.from('KeyId=key-2&Plaintext=aGk%2B%2Fw%3D%3D') }).verify('s')).toBe(false);
+    const tampered = { ...req, rawBody: Buffer.from('KeyId=key-2&Plaintext=aGk%2B%2Fw%3D%3D') };
+    expect(parseSignedRequest(tampered).verify('s')).toBe(false);
   });
 
   it("decodes '+' in the query as a space (form-urlencoded), and %2B as '+'", () => {
@@ -364,7 +370,15 @@ describe('timestamps', () => {
   it('parses the SDK format and refuses near misses', () => {
     expect(parseTimestamp('2026-11-22T18:23:45Z', 'Timestamp').toISOString()).toBe('2026-11-22T18:23:45.000Z');
     expect(parseTimestamp('2026-11-22T18:23:45.5Z', 'Timestamp').toISOString()).toBe('2026-11-22T18:23:45.500Z');
-    for (const bad of ['2026-02-30T00:00:00Z', '2026-11-22T24:00:00Z', '2026-11-22T18:23:45', '2026-11-22T18:23:45+08:00', '1795458225', '']) {
+    const nearMisses = [
+      '2026-02-30T00:00:00Z',
+      '2026-11-22T24:00:00Z',
+      '2026-11-22T18:23:45',
+      '2026-11-22T18:23:45+08:00',
+      '1795458225',
+      '',
+    ];
+    for (const bad of nearMisses) {
       expect(codeOf(() => parseTimestamp(bad, 'Timestamp'))).toBe('IllegalTimestamp');
     }
     expect(formatTimestamp(new Date('2026-11-22T18:23:45.999Z'))).toBe('2026-11-22T18:23:45Z');

@@ -1,6 +1,6 @@
 import { createPublicKey, randomBytes as nodeRandomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { KmsError, internalFailure } from '../../domain/errors.js';
+import { KmsError, internalFailure, invalidCiphertext, invalidKeyMaterial } from '../../domain/errors.js';
 import { decodeOaep } from '../../domain/oaep.js';
 import type {
   AesGcmSealed,
@@ -40,8 +40,6 @@ const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
 const RSA_MODULUS_BYTES = 256;
 
-const invalidKeyMaterial = () => new KmsError('InvalidKeyMaterial', 'key material is invalid.');
-const invalidCiphertext = () => new KmsError('InvalidCiphertext', 'The ciphertext is invalid.');
 
 /** Result codes that mean "the tag or data did not verify", as opposed to a broken token. */
 const DECRYPT_REJECTED = new Set<number>([

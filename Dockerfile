@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# hsm-kms with SoftHSM2 as its HSM. For a hardware HSM, install the vendor's PKCS#11 library in
+# a derived image and set KMS_PKCS11_MODULE (see hsm-config/README.md).
+
+# ---- dependencies: pkcs11js is a native addon, so this stage carries the C++ toolchain ----
+FROM node:20-bookworm-slim AS deps
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Runtime dependencies only (tsx, which runs the TypeScript sources, is one of them).
+RUN npm ci --omit=dev --no-audit --no-fund \
+ && test -f node_modules/pkcs11js/build/Release/pkcs11.node
+
+# ---- runtime ----
+FROM node:20-bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends softhsm2 opensc \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production \
+    KMS_DATA_DIR=/data \
+    KMS_HOST=0.0.0.0 \
+    KMS_PORT=8080 \
+    KMS_PKCS11_MODULE=/usr/lib/softhsm/libsofthsm2.so
+COPY --from=deps /app/node_modules ./node_modules
+COPY . .
+# The token files, PIN files and config live on the volume, owned by the unprivileged user.
+RUN chmod +x scripts/docker-entrypoint.sh \
+ && mkdir -p /data && chown node:node /data && chmod 700 /data
+USER node
+VOLUME ["/data"]
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.KMS_PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+ENTRYPOINT ["scripts/docker-entrypoint.sh"]
+CMD ["node", "bin/kms.mjs", "serve"]

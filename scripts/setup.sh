@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what hsm-kms needs on this machine, and nothing when it is all there:
+#   - Node.js >= 20 (checked, not installed);
+#   - softhsm2-util (softhsm2), pkcs11-tool (opensc), redis-server (redis-server), via apt-get
+#     when running as root; otherwise it lists the packages and exits 1;
+#   - node_modules with the pkcs11js native addon built (npm ci; package.json's allowScripts
+#     approves pkcs11js's build script). A C++ toolchain is installed too if that build needs one.
+# Idempotent and silent when nothing is missing. Used by scripts/test.sh and scripts/quickstart.sh.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+die() { say "$*"; exit 1; }
+
+# --- Node.js ---------------------------------------------------------------------------------
+command -v node >/dev/null 2>&1 || die "Node.js is not installed; install Node.js 20 or newer (https://nodejs.org/)."
+node_major="$(node -p 'process.versions.node.split(".")[0]')"
+if [ "${node_major}" -lt 20 ]; then
+  die "Node.js $(node --version) is too old; hsm-kms needs Node.js 20 or newer."
+fi
+command -v npm >/dev/null 2>&1 || die "npm is not installed; it ships with Node.js 20+."
+
+# --- System packages -------------------------------------------------------------------------
+missing=()
+command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
+command -v pkcs11-tool   >/dev/null 2>&1 || missing+=(opensc)
+command -v redis-server  >/dev/null 2>&1 || missing+=(redis-server)
+
+need_npm_ci=0
+if [ ! -d node_modules ] || [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ]; then
+  need_npm_ci=1
+  # pkcs11js is compiled by node-gyp at install time: it needs python3, make and a C++ compiler.
+  command -v python3 >/dev/null 2>&1 || missing+=(python3)
+  command -v make    >/dev/null 2>&1 || missing+=(make)
+  command -v g++     >/dev/null 2>&1 || missing+=(g++)
+fi
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing ${missing[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >/dev/null
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    say "missing system packages: ${missing[*]}"
+    say "install them first, e.g.: sudo apt-get install -y ${missing[*]}"
+    say "(or run this script as root on Debian/Ubuntu and it will install them)"
+    exit 1
+  fi
+fi
+
+# --- node_modules ----------------------------------------------------------------------------
+if [ "${need_npm_ci}" -eq 1 ]; then
+  say "installing node_modules (npm ci)"
+  ci_log="$(mktemp)"
+  if ! npm ci --no-audit --no-fund --loglevel=error >"${ci_log}" 2>&1; then
+    if grep -q 'can only install packages when your package.json and package-lock.json' "${ci_log}"; then
+      # A registry mirror that does not serve some platform-specific optional packages (e.g.
+      # @rollup/rollup-darwin-*) yields a lockfile without them, which npm ci calls "out of sync".
+      # npm install keeps every locked version and skips the unavailable optional ones;
+      # --no-save leaves package-lock.json untouched.
+      say "npm ci refused the lockfile (optional platform packages missing from it); using npm install --no-save"
+      npm install --no-save --no-audit --no-fund --loglevel=error >&2
+    else
+      cat "${ci_log}" >&2
+      rm -f "${ci_log}"
+      die "npm ci failed"
+    fi
+  fi
+  rm -f "${ci_log}"
+  if [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ]; then
+    # An npm that ignored allowScripts (or --ignore-scripts in npmrc) leaves the addon unbuilt.
+    say "pkcs11js native addon missing after npm ci; building it"
+    npm rebuild pkcs11js --foreground-scripts --loglevel=error >&2
+  fi
+  [ -f node_modules/pkcs11js/build/Release/pkcs11.node ] \
+    || die "pkcs11js did not build (node_modules/pkcs11js/build/Release/pkcs11.node is missing); see the npm output above."
+fi

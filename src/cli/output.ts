@@ -1,0 +1,29 @@
+/** CLI output: JSON by default (scriptable), a plain table with --table. */
+export function print(value: unknown, options: { table?: boolean } = {}): void {
+  if (options.table) {
+    process.stdout.write(`${toTable(value)}\n`);
+    return;
+  }
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}
+
+function toTable(value: unknown): string {
+  const rows = Array.isArray(value) ? value : [value];
+  const records = rows.map((r) => flatten(r));
+  const columns = [...new Set(records.flatMap((r) => Object.keys(r)))];
+  if (columns.length === 0) return '(empty)';
+  const widths = columns.map((c) => Math.max(c.length, ...records.map((r) => (r[c] ?? '').length)));
+  const line = (cells: string[]) => cells.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...records.map((r) => line(columns.map((c) => r[c] ?? '')))].join('\n');
+}
+
+function flatten(value: unknown, prefix = ''): Record<string, string> {
+  if (value === null || typeof value !== 'object') return { [prefix || 'value']: String(value ?? '') };
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const name = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) Object.assign(out, flatten(v, name));
+    else out[name] = Array.isArray(v) ? v.map((x) => (typeof x === 'object' ? JSON.stringify(x) : String(x))).join(',') : String(v ?? '');
+  }
+  return out;
+}

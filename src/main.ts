@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import { type RunningServer, startHttpServer } from './api/app.js';
+import type { KmsConfig } from './config.js';
+import { type Kms, createKms } from './kms.js';
+import { ensureAdminCredentials } from './services/bootstrap.js';
+
+export interface RunningKms {
+  kms: Kms;
+  http: RunningServer;
+  endpoint: string;
+  credentialsFile: string;
+  stop(): Promise<void>;
+}
+
+/** `kms serve`: the composition root, the admin credentials on first start, and the HTTP server. */
+export async function runServer(config: KmsConfig, options: { logger?: Logger } = {}): Promise<RunningKms> {
+  const kms = await createKms(config, options.logger ? { logger: options.logger } : {});
+  try {
+    const http = await startHttpServer(kms, config.host, config.port);
+    const endpoint = `${config.host}:${http.port}`;
+    const { file } = await ensureAdminCredentials(kms.deps, endpoint);
+    kms.deps.logger.info({ endpoint }, 'hsm-kms listening');
+    return {
+      kms,
+      http,
+      endpoint,
+      credentialsFile: file,
+      async stop() {
+        await http.close();
+        await kms.close();
+      },
+    };
+  } catch (error) {
+    await kms.close();
+    throw error;
+  }
+}
+
+/** Stops `stop` once on SIGINT/SIGTERM, then exits; a second signal exits at once. */
+export function stopOnSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopping = true;
+    process.stderr.write(`\n${signal}: stopping…\n`);
+    stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`error while stopping: ${error instanceof Error ? error.message : String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+}

@@ -1,0 +1,153 @@
+import {
+  type KeySpec,
+  type KeyUsage,
+  type Origin,
+  type ProtectionLevel,
+  allowedKeySpecs,
+  canRotateAutomatically,
+  isKeySpec,
+  materialLength,
+} from '../domain/key.js';
+import { instanceNotFound, invalidParameter, limitExceeded, noPermission } from '../domain/errors.js';
+import { newKeyId, newVersionId } from '../domain/ids.js';
+import { nextRotationDate } from '../domain/rotation.js';
+import type { Tag } from '../domain/tags.js';
+import { recordAudit } from '../store/audit.js';
+import { withTransaction } from '../store/db.js';
+import { addUsedKeys, lockInstance } from '../store/instances.js';
+import { type Key, insertKey } from '../store/keys.js';
+import { upsertTags } from '../store/tags.js';
+import { insertVersion } from '../store/versions.js';
+import type { Caller, ServiceDeps } from './context.js';
+
+export interface CreateKeyInput {
+  instanceId?: string | undefined;
+  keySpec?: string | undefined;
+  keyUsage?: KeyUsage | undefined;
+  origin?: Origin | undefined;
+  protectionLevel?: ProtectionLevel | undefined;
+  description?: string | undefined;
+  enableAutomaticRotation?: boolean | undefined;
+  rotationIntervalSeconds?: number | undefined;
+  keyStorageMechanism?: 'HsmInternal' | 'HsmEncryptedDatabase' | undefined;
+  tags?: Tag[] | undefined;
+}
+
+/**
+ * CreateKey. The first version exists from the start (a BYOK key's version waits for its
+ * material), and consumes one unit of the instance's key quota: the check and the insert
+ * happen under a row lock on the instance, so concurrent calls never overshoot the quota.
+ * Crash consistency (DESIGN.md): the rows are written first, then the HSM object with the
+ * version id as CKA_ID, then the commit; a failed commit leaves an orphan object for the
+ * reconciler, never a usable half-key.
+ * @throws Forbidden.DKMSInstanceNotFound, InvalidParameter, Rejected.LimitExceeded, Forbidden.NoPermission
+ */
+export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller: Caller): Promise<Key> {
+  const spec = input.keySpec ?? 'Aliyun_AES_256';
+  if (!isKeySpec(spec)) throw invalidParameter('KeySpec');
+  const usage = input.keyUsage ?? 'ENCRYPT/DECRYPT';
+  // Only symmetric specs exist here, and they cannot sign (alibaba-api.md §5.2).
+  if (usage !== 'ENCRYPT/DECRYPT') throw invalidParameter('KeyUsage', `${spec} supports only ENCRYPT/DECRYPT.`);
+  const origin = input.origin ?? 'Aliyun_KMS';
+  if (caller.role !== 'admin') throw noPermission();
+
+  return withTransaction(deps.db, async (tx) => {
+    let protection: ProtectionLevel;
+    if (input.instanceId !== undefined) {
+      const instance = await lockInstance(tx, input.instanceId);
+      if (!instance) throw instanceNotFound();
+      // ProtectionLevel is ignored when DKMSInstanceId is given: the instance type decides (§3.1).
+      protection = instance.type;
+      if (instance.usedKeys + 1 > instance.keyQuota) {
+        throw limitExceeded(`instance ${instance.id} has used ${instance.usedKeys} of ${instance.keyQuota} keys`);
+      }
+      await addUsedKeys(tx, instance.id, 1);
+    } else {
+      protection = input.protectionLevel ?? 'SOFTWARE';
+      if (protection === 'HSM') {
+        throw invalidParameter('ProtectionLevel', 'HSM keys are created in a hardware instance: set DKMSInstanceId.');
+      }
+    }
+    if (!allowedKeySpecs(protection).includes(spec)) {
+      throw invalidParameter('KeySpec', `${spec} is not available for ${protection} keys.`);
+    }
+    const storage = protection === 'HSM' ? (input.keyStorageMechanism ?? 'HsmInternal') : undefined;
+    if (protection === 'SOFTWARE' && input.keyStorageMechanism !== undefined) {
+      throw invalidParameter('KeyStorageMechanism', 'Only hardware instances take a storage mechanism.');
+    }
+    if (storage === 'HsmEncryptedDatabase') {
+      throw invalidParameter('KeyStorageMechanism', 'HsmEncryptedDatabase is not available yet; use HsmInternal.');
+    }
+
+    const now = deps.clock.now();
+    const rotation = input.enableAutomaticRotation === true;
+    if (rotation) {
+      if (input.rotationIntervalSeconds === undefined) throw invalidParameter('RotationInterval', 'It is required when rotation is enabled.');
+      if (!canRotateAutomatically({ origin, protection, storage })) {
+        throw invalidParameter('EnableAutomaticRotation', 'Automatic rotation is not supported for this key.');
+      }
+    }
+
+    const keyId = newKeyId();
+    const versionId = newVersionId();
+    const key = await insertKey(tx, {
+      id: keyId,
+      instanceId: input.instanceId ?? null,
+      protectionLevel: protection,
+      keySpec: spec,
+      keyUsage: usage,
+      origin,
+      state: origin === 'EXTERNAL' ? 'PendingImport' : 'Enabled',
+      description: input.description ?? '',
+      creator: caller.accessKeyId,
+      deletionProtection: false,
+      deletionProtectionDescription: '',
+      deleteDate: null,
+      automaticRotation: rotation ? 'Enabled' : 'Disabled',
+      rotationIntervalSeconds: input.rotationIntervalSeconds ?? null,
+      lastRotationDate: now,
+      nextRotationDate: rotation && input.rotationIntervalSeconds ? nextRotationDate(now, input.rotationIntervalSeconds) : null,
+      primaryVersionId: versionId,
+      materialFingerprint: null,
+      materialExpireAt: null,
+      createdAt: now,
+    });
+
+    const generated = origin === 'Aliyun_KMS';
+    let sealedMaterial: Buffer | null = null;
+    if (generated && protection === 'SOFTWARE') sealedMaterial = await sealNewMaterial(deps, versionId, materialLength(spec));
+    await insertVersion(tx, {
+      id: versionId,
+      keyId,
+      instanceId: input.instanceId ?? null,
+      storage: protection === 'HSM' ? 'token' : 'sealed',
+      sealedMaterial,
+      hasMaterial: generated,
+      createdAt: now,
+    });
+    if (input.tags && input.tags.length > 0) await upsertTags(tx, keyId, input.tags);
+    if (generated && protection === 'HSM') {
+      await deps.hsm.generateVersionKey(versionId, (materialLength(spec) * 8) as 128 | 192 | 256);
+    }
+    await recordAudit(tx, {
+      requestId: caller.requestId,
+      accessKeyId: caller.accessKeyId,
+      action: 'CreateKey',
+      keyId,
+      detail: { versionId, protection, spec, origin },
+    });
+    return key;
+  });
+}
+
+/** SOFTWARE tier: fresh material from the HSM's RNG, sealed under the root key, bound to the version id. */
+export async function sealNewMaterial(deps: ServiceDeps, versionId: string, length: number): Promise<Buffer> {
+  const material = await deps.hsm.randomBytes(length);
+  try {
+    return await deps.hsm.sealWithRootKey(material, Buffer.from(versionId));
+  } finally {
+    material.fill(0);
+  }
+}
+
+export type { KeySpec };

@@ -1,0 +1,54 @@
+import type { Queryable } from './db.js';
+
+export interface Alias {
+  name: string;
+  keyId: string;
+  createdAt: Date;
+}
+
+interface AliasRow {
+  name: string;
+  key_id: string;
+  created_at: Date;
+}
+
+const toAlias = (r: AliasRow): Alias => ({ name: r.name, keyId: r.key_id, createdAt: r.created_at });
+
+export async function getAlias(db: Queryable, name: string): Promise<Alias | undefined> {
+  const { rows } = await db.query<AliasRow>('SELECT * FROM aliases WHERE name = $1', [name]);
+  return rows[0] ? toAlias(rows[0]) : undefined;
+}
+
+/** Inserts the alias; returns false when the name is taken (unique violation is not an error here). */
+export async function insertAlias(db: Queryable, name: string, keyId: string): Promise<boolean> {
+  const { rowCount } = await db.query(
+    'INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING',
+    [name, keyId],
+  );
+  return (rowCount ?? 0) > 0;
+}
+
+export async function updateAlias(db: Queryable, name: string, keyId: string): Promise<boolean> {
+  const { rowCount } = await db.query('UPDATE aliases SET key_id = $2 WHERE name = $1', [name, keyId]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function deleteAlias(db: Queryable, name: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM aliases WHERE name = $1', [name]);
+  return (rowCount ?? 0) > 0;
+}
+
+export async function listAliases(
+  db: Queryable,
+  page: { offset: number; limit: number },
+  keyId?: string,
+): Promise<{ items: Alias[]; total: number }> {
+  const where = keyId ? 'WHERE key_id = $1' : '';
+  const base = keyId ? [keyId] : [];
+  const { rows: count } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM aliases ${where}`, base);
+  const { rows } = await db.query<AliasRow>(
+    `SELECT * FROM aliases ${where} ORDER BY name LIMIT $${base.length + 1} OFFSET $${base.length + 2}`,
+    [...base, page.limit, page.offset],
+  );
+  return { items: rows.map(toAlias), total: Number(count[0]?.n ?? 0) };
+}

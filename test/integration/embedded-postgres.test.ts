@@ -1,0 +1,124 @@
+import fs from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_EMBEDDED_PG_PORT, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/store/embedded-postgres.js';
+
+/** Holds `port` on 127.0.0.1 if it is free; resolves to undefined when something else has it. */
+async function occupy(port: number): Promise<net.Server | undefined> {
+  const server = net.createServer();
+  return new Promise((resolve) => {
+    server.once('error', () => resolve(undefined));
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
+}
+
+describe('embedded Postgres (PGlite over pglite-socket)', () => {
+  let dataDir: string;
+  let running: EmbeddedPostgres | undefined;
+
+  beforeAll(async () => {
+    dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kms-embedded-pg-'));
+  });
+
+  afterAll(async () => {
+    await running?.stop();
+    await fs.rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('serves pg.Pool: DDL, transactions, FOR UPDATE, serialised writers; data survives a restart', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0 });
+    expect(running.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);
+
+    let pool = new pg.Pool({ connectionString: running.url, max: 4 });
+    try {
+      await pool.query('CREATE TABLE quota (id text PRIMARY KEY, used int NOT NULL)');
+      const client = await pool.connect();
+      try {
+        await client.query('BEGIN');
+        await client.query('INSERT INTO quota (id, used) VALUES ($1, $2)', ['kst-1', 0]);
+        const locked = await client.query<{ used: number }>('SELECT used FROM quota WHERE id = $1 FOR UPDATE', ['kst-1']);
+        expect(locked.rows).toEqual([{ used: 0 }]);
+        await client.query('UPDATE quota SET used = used + 1 WHERE id = $1', ['kst-1']);
+        await client.query('COMMIT');
+      } finally {
+        client.release();
+      }
+
+      // A rolled-back transaction leaves nothing behind.
+      const rollback = await pool.connect();
+      try {
+        await rollback.query('BEGIN');
+        await rollback.query('INSERT INTO quota (id, used) VALUES ($1, $2)', ['kst-rolled-back', 0]);
+        await rollback.query('ROLLBACK');
+      } finally {
+        rollback.release();
+      }
+
+      // Concurrent read-modify-write under FOR UPDATE never loses an increment (PGlite
+      // serialises transactions across connections; a real server would block on the row lock).
+      await Promise.all(
+        Array.from({ length: 8 }, async () => {
+          const c = await pool.connect();
+          try {
+            await c.query('BEGIN');
+            const { rows } = await c.query<{ used: number }>('SELECT used FROM quota WHERE id = $1 FOR UPDATE', ['kst-1']);
+            await c.query('UPDATE quota SET used = $2 WHERE id = $1', ['kst-1', (rows[0]?.used ?? 0) + 1]);
+            await c.query('COMMIT');
+          } finally {
+            c.release();
+          }
+        }),
+      );
+      const { rows } = await pool.query<{ id: string; used: number }>('SELECT id, used FROM quota ORDER BY id');
+      expect(rows).toEqual([{ id: 'kst-1', used: 9 }]);
+    } finally {
+      await pool.end();
+    }
+
+    await running.stop();
+    running = undefined;
+
+    // Same data dir, fresh process state: the committed rows are still there.
+    running = await startEmbeddedPostgres({ dataDir, port: 0 });
+    pool = new pg.Pool({ connectionString: running.url, max: 4 });
+    try {
+      const { rows } = await pool.query<{ id: string; used: number }>('SELECT id, used FROM quota ORDER BY id');
+      expect(rows).toEqual([{ id: 'kst-1', used: 9 }]);
+    } finally {
+      await pool.end();
+    }
+    await running.stop();
+    running = undefined;
+  });
+
+  it('refuses a second server on the same data dir', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0 });
+    await expect(startEmbeddedPostgres({ dataDir, port: 0 })).rejects.toThrow(/already running/);
+    await running.stop();
+    running = undefined;
+  });
+
+  it('moves to the next port when the default one is taken', async () => {
+    const blocker = await occupy(DEFAULT_EMBEDDED_PG_PORT);
+    try {
+      running = await startEmbeddedPostgres({ dataDir });
+      const port = Number(new URL(running.url).port);
+      expect(port).toBeGreaterThanOrEqual(DEFAULT_EMBEDDED_PG_PORT);
+      expect(port).toBeLessThan(DEFAULT_EMBEDDED_PG_PORT + 10);
+      if (blocker) expect(port).not.toBe(DEFAULT_EMBEDDED_PG_PORT);
+      const pool = new pg.Pool({ connectionString: running.url, max: 1 });
+      try {
+        expect((await pool.query<{ one: number }>('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      } finally {
+        await pool.end();
+      }
+      await running.stop();
+      running = undefined;
+    } finally {
+      await new Promise<void>((resolve) => (blocker ? blocker.close(() => resolve()) : resolve()));
+    }
+  });
+});
