@@ -10,7 +10,11 @@ RUN apt-get update \
 WORKDIR /app
 COPY package.json package-lock.json ./
 # Runtime dependencies only (tsx, which runs the TypeScript sources, is one of them).
-RUN npm ci --omit=dev --no-audit --no-fund \
+# The lockfile was produced through a registry mirror that omits some platform-specific
+# optional packages, which `npm ci` reports as "out of sync"; `npm install --no-save` then keeps
+# every locked version (same fallback as scripts/setup.sh).
+RUN (npm ci --omit=dev --no-audit --no-fund \
+     || npm install --omit=dev --no-save --no-audit --no-fund) \
  && test -f node_modules/pkcs11js/build/Release/pkcs11.node
 
 # ---- runtime ----
@@ -34,5 +38,5 @@ VOLUME ["/data"]
 EXPOSE 8080
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.KMS_PORT||8080)+'/health').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
-ENTRYPOINT ["scripts/docker-entrypoint.sh"]
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 CMD ["node", "bin/kms.mjs", "serve"]

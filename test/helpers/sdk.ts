@@ -1,0 +1,79 @@
+import { createRequire } from 'node:module';
+import type { Credentials } from './server.js';
+
+const require = createRequire(import.meta.url);
+
+/* The real Alibaba SDKs, loaded as their CommonJS packages ship. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const KMS = require('@alicloud/kms20160120') as LegacyKmsModule;
+const OpenApi = require('@alicloud/openapi-client') as OpenApiModule;
+const TeaUtil = require('@alicloud/tea-util') as { RuntimeOptions: new (o: object) => object };
+const OpenApiUtil = (require('@alicloud/openapi-util') as { default: { query(q: Record<string, unknown>): Record<string, string> } }).default;
+
+/** The 1.2.0 client (HMAC-SHA1 v1); its request classes are on the module. */
+// biome-ignore lint: the SDK's generated classes are loosely typed on purpose here
+export type LegacyKmsModule = { default: new (config: object) => any } & Record<string, new (o: object) => object>;
+type OpenApiModule = {
+  default: new (config: object) => { callApi(params: object, request: object, runtime: object): Promise<{ body: Record<string, any>; statusCode: number }> };
+  Config: new (o: object) => object;
+  Params: new (o: object) => object;
+  OpenApiRequest: new (o: object) => object;
+};
+
+export { KMS };
+
+/** `@alicloud/kms20160120@1.2.0`, pointed at the test server. */
+export function legacyClient(endpoint: string, credentials: Credentials) {
+  return new KMS.default({
+    endpoint,
+    protocol: 'http',
+    regionId: 'cn-hangzhou',
+    accessKeyId: credentials.accessKeyId,
+    accessKeySecret: credentials.accessKeySecret,
+  });
+}
+
+export type CallApi = (action: string, query?: Record<string, unknown>) => Promise<Record<string, any>>;
+
+/**
+ * `@alicloud/openapi-client@0.4.15` `callApi`, the transport of the 3.x SDK: ACS3-HMAC-SHA256
+ * by default, HMAC-SHA1 with `signatureAlgorithm: 'v2'`. Returns the response body.
+ */
+export function openApiClient(endpoint: string, credentials: Credentials, options: { signatureAlgorithm?: 'v2' } = {}): CallApi {
+  const client = new OpenApi.default(
+    new OpenApi.Config({
+      endpoint,
+      protocol: 'http',
+      accessKeyId: credentials.accessKeyId,
+      accessKeySecret: credentials.accessKeySecret,
+      ...options,
+    }),
+  );
+  return async (action, query = {}) => {
+    const params = new OpenApi.Params({
+      action,
+      version: '2016-01-20',
+      protocol: 'HTTPS',
+      pathname: '/',
+      method: 'POST',
+      authType: 'AK',
+      style: 'RPC',
+      reqBodyType: 'formData',
+      bodyType: 'json',
+    });
+    const response = await client.callApi(params, new OpenApi.OpenApiRequest({ query: OpenApiUtil.query(query) }), new TeaUtil.RuntimeOptions({}));
+    return response.body;
+  };
+}
+
+/** Runs `fn` expecting an SDK error; returns `{code, statusCode, data}` (1.2.0 appends "Error" to codes: stripped). */
+export async function sdkError(fn: () => Promise<unknown>): Promise<{ code: string; statusCode?: number; message: string; data: any }> {
+  try {
+    await fn();
+  } catch (error) {
+    const e = error as { code?: string; statusCode?: number; message: string; data?: any };
+    const code = e.data?.Code ?? String(e.code ?? '').replace(/Error$/, '');
+    return { code, statusCode: e.statusCode ?? e.data?.HttpStatus, message: e.message, data: e.data };
+  }
+  throw new Error('expected the SDK call to fail, but it succeeded');
+}

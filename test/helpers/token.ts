@@ -1,0 +1,32 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { provisionSoftHsmToken } from '../../src/hsm/provision.js';
+
+export interface TestToken {
+  dataDir: string;
+  label: string;
+  userPin: string;
+  soPin: string;
+  confPath: string;
+}
+
+let token: Promise<TestToken> | undefined;
+
+/**
+ * One SoftHSM2 token per test process (vitest runs each file in its own fork): SoftHSM2 reads
+ * SOFTHSM2_CONF once, at C_Initialize, so a process cannot switch tokens directories later.
+ */
+export function testToken(): Promise<TestToken> {
+  token ??= (async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'kms-test-'));
+    const label = 'kms-test';
+    const userPin = randomBytes(8).toString('hex');
+    const soPin = randomBytes(8).toString('hex');
+    delete process.env.SOFTHSM2_CONF;
+    const { confPath } = await provisionSoftHsmToken({ dataDir, tokenLabel: label, userPin, soPin, log: () => undefined });
+    return { dataDir, label, userPin, soPin, confPath };
+  })();
+  return token;
+}
