@@ -5,5 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
+# Strict types are part of the bar: a type error fails the run before any test.
+npx tsc -p tsconfig.json --noEmit
 mkdir -p .test-results
 exec npx vitest run --reporter=default --reporter=json --outputFile=.test-results/vitest.json "$@"

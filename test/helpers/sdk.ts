@@ -4,15 +4,11 @@ import type { Credentials } from './server.js';
 const require = createRequire(import.meta.url);
 
 /* The real Alibaba SDKs, loaded as their CommonJS packages ship. */
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const KMS = require('@alicloud/kms20160120') as LegacyKmsModule;
+const KMS = require('@alicloud/kms20160120') as typeof import('@alicloud/kms20160120');
 const OpenApi = require('@alicloud/openapi-client') as OpenApiModule;
 const TeaUtil = require('@alicloud/tea-util') as { RuntimeOptions: new (o: object) => object };
 const OpenApiUtil = (require('@alicloud/openapi-util') as { default: { query(q: Record<string, unknown>): Record<string, string> } }).default;
 
-/** The 1.2.0 client (HMAC-SHA1 v1); its request classes are on the module. */
-// biome-ignore lint: the SDK's generated classes are loosely typed on purpose here
-export type LegacyKmsModule = { default: new (config: object) => any } & Record<string, new (o: object) => object>;
 type OpenApiModule = {
   default: new (config: object) => { callApi(params: object, request: object, runtime: object): Promise<{ body: Record<string, any>; statusCode: number }> };
   Config: new (o: object) => object;
@@ -24,13 +20,15 @@ export { KMS };
 
 /** `@alicloud/kms20160120@1.2.0`, pointed at the test server. */
 export function legacyClient(endpoint: string, credentials: Credentials) {
-  return new KMS.default({
+  // rpc-client's Config is a plain options bag at run time; its declared type wants tea's toMap().
+  const config = {
     endpoint,
     protocol: 'http',
     regionId: 'cn-hangzhou',
     accessKeyId: credentials.accessKeyId,
     accessKeySecret: credentials.accessKeySecret,
-  });
+  } as unknown as ConstructorParameters<typeof KMS.default>[0];
+  return new KMS.default(config);
 }
 
 export type CallApi = (action: string, query?: Record<string, unknown>) => Promise<Record<string, any>>;
