@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,8 @@ let token: Promise<TestToken> | undefined;
 export function testToken(): Promise<TestToken> {
   token ??= (async () => {
     const dataDir = await mkdtemp(path.join(tmpdir(), 'kms-test-'));
+    // The token and its PIN files live only as long as this test process.
+    process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
     const label = 'kms-test';
     const userPin = randomBytes(8).toString('hex');
     const soPin = randomBytes(8).toString('hex');
