@@ -26,7 +26,10 @@ export function acquireModule(modulePath: string): pkcs11js.PKCS11 {
     throw unavailable(`Cannot load the PKCS#11 module at ${modulePath}.`);
   }
   try {
-    p11.C_Initialize();
+    // Async calls run on libuv's thread pool, so the library must lock: with NULL init args
+    // SoftHSM2 assumes a single thread and corrupts its heap under concurrent calls
+    // (measured: malloc_consolidate aborts at 4 concurrent C_EncryptAsync).
+    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
   } catch (error) {
     if (pkcs11Code(error) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw error;
   }
