@@ -1,9 +1,10 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express from 'express';
+import { KmsError } from '../domain/errors.js';
 import type { KmsServices } from '../kms.js';
 import { allActions } from './actions/index.js';
-import { toErrorResponse } from './errors.js';
+import { HOST_ID, toErrorResponse } from './errors.js';
 import { healthReport } from './health.js';
 import { createRpcHandler } from './rpc.js';
 
@@ -22,9 +23,14 @@ export function createApp(kms: KmsServices): express.Express {
   // The signature covers the body bytes exactly as sent: keep them raw.
   app.post('/', express.raw({ type: () => true, limit: '4mb' }), rpc);
   app.get('/', rpc);
-  app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+  const refuse = (error: KmsError) => (_req: express.Request, res: express.Response) => {
+    const { status, body } = toErrorResponse(error, 'none', HOST_ID);
+    res.status(status).json(body);
+  };
+  app.all('/', refuse(new KmsError('UnsupportedHTTPMethod', 'This http method is not supported.')));
+  app.use(refuse(new KmsError('InvalidAction.NotFound', 'Only POST / (the Alibaba RPC endpoint) and GET /health are served.')));  app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
     const tooLarge = typeof error === 'object' && error !== null && (error as { type?: string }).type === 'entity.too.large';
-    const { status, body } = toErrorResponse(error, 'none', 'kms.hsm-kms.local');
+    const { status, body } = toErrorResponse(error, 'none', HOST_ID);
     if (tooLarge) {
       res.status(413).json({ ...body, Code: 'RequestEntityTooLarge', Message: 'The request body is too large.', HttpStatus: 413 });
       return;

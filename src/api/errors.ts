@@ -22,13 +22,15 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   'Rejected.UnsupportedOperation': 400,
   'Rejected.Throttling': 429,
   SignatureDoesNotMatch: 400,
-  InvalidAction: 400,
+  'InvalidAction.NotFound': 404,
   InvalidVersion: 400,
   'InvalidAccessKeyId.NotFound': 404,
   'Forbidden.KeyNotFound': 404,
   'Forbidden.AliasNotFound': 404,
   'Forbidden.DKMSInstanceNotFound': 404,
   'Forbidden.NoPermission': 403,
+  // Our choice (docs silent): see domain/errors.ts deletionProtected.
+  'Forbidden.DeletionProtection': 403,
   'Forbidden.AccessKey': 403,
   UnsupportedHTTPMethod: 403,
   'Rejected.Enabled': 409,
@@ -39,6 +41,9 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   ServiceUnavailableTemporary: 503,
   InternalFailure: 500,
 };
+
+/** What error bodies name as the answering host. */
+export const HOST_ID = 'kms.hsm-kms.local';
 
 export interface ErrorBody {
   RequestId: string;

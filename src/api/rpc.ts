@@ -4,12 +4,12 @@ import { KmsError, noPermission } from '../domain/errors.js';
 import type { KmsServices } from '../kms.js';
 import type { Caller } from '../services/context.js';
 import type { Action, ActionTable } from './actions/action.js';
-import { toErrorResponse } from './errors.js';
+import { translatePgError } from '../store/db.js';
+import { HOST_ID, toErrorResponse } from './errors.js';
 import { parseParams } from './params.js';
 import { type SignedRequest, checkTimestamp, parseSignedRequest, verifySignature } from './signature.js';
 
 const API_VERSION = '2016-01-20';
-const HOST_ID = 'kms.hsm-kms.local';
 
 /** Signed-request parameters that are protocol, not business: never passed to an action. */
 const COMMON_PARAMS = new Set([
@@ -44,7 +44,7 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
         throw new KmsError('InvalidVersion', `Specified parameter Version is not valid; this endpoint serves ${API_VERSION}.`);
       }
       const handler: Action | undefined = Object.hasOwn(actions, action) ? actions[action] : undefined;
-      if (!handler) throw new KmsError('InvalidAction', `Specified api ${action} is not found.`);
+      if (!handler) throw new KmsError('InvalidAction.NotFound', `Specified api ${action} is not found, please check your url and method.`);
       authorize(caller, handler);
       const params = parseParams(handler.params, businessParams(signed, req));
       const result = await handler.handle(params, { kms, caller, requestId });
@@ -53,7 +53,7 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
       );
       logger.info({ requestId, action, accessKeyId: caller.accessKeyId, ms: msSince(started) }, 'rpc');
     } catch (error) {
-      const { status, body, internal } = toErrorResponse(error, requestId, HOST_ID);
+      const { status, body, internal } = toErrorResponse(translatePgError(error), requestId, HOST_ID);
       if (internal) logger.error({ requestId, action, err: error }, 'rpc internal failure');
       else logger.info({ requestId, action, accessKeyId: caller?.accessKeyId, code: body.Code, status, ms: msSince(started) }, 'rpc refused');
       res.status(status).set('x-acs-request-id', requestId).type('application/json;charset=utf-8').send(JSON.stringify(body));

@@ -162,6 +162,44 @@ describe('request freshness', () => {
   });
 });
 
+describe('bad requests get Alibaba-style JSON errors, never a 500', () => {
+  it('an unknown action is InvalidAction.NotFound (404)', async () => {
+    const call = openApiClient(server.endpoint, server.admin);
+    const error = await sdkError(() => call('MakeCoffee', {}));
+    expect(error.code).toBe('InvalidAction.NotFound');
+    expect(error.statusCode).toBe(404);
+  });
+
+  it('an unsigned request names what is missing; another method is UnsupportedHTTPMethod; another path is 404', async () => {
+    const unsigned = await fetch(`http://${server.endpoint}/?Action=DescribeKey&KeyId=x`, { method: 'POST' });
+    expect(unsigned.status).toBe(400);
+    expect(await unsigned.json()).toMatchObject({ Code: 'MissingParameter', Message: expect.stringContaining('AccessKeyId') });
+    const noSignature = await fetch(`http://${server.endpoint}/?Action=DescribeKey&KeyId=x&AccessKeyId=${server.admin.accessKeyId}`, { method: 'POST' });
+    expect(noSignature.status).toBe(400);
+    expect(((await noSignature.json()) as { Code: string }).Code).toBe('IncompleteSignature');
+    const put = await fetch(`http://${server.endpoint}/`, { method: 'PUT' });
+    expect(put.status).toBe(403);
+    expect(((await put.json()) as { Code: string }).Code).toBe('UnsupportedHTTPMethod');
+    const elsewhere = await fetch(`http://${server.endpoint}/admin`);
+    expect(elsewhere.status).toBe(404);
+    expect(((await elsewhere.json()) as { RequestId: string }).RequestId).toBeDefined();
+  });
+
+  it('malformed parameters are InvalidParameter (400): a non-JSON context, a bad blob, an empty plaintext', async () => {
+    const call = openApiClient(server.endpoint, server.admin);
+    const key = await call('CreateKey', {});
+    const keyId = key.KeyMetadata.KeyId as string;
+    const badContext = await sdkError(() => call('Encrypt', { KeyId: keyId, Plaintext: 'x', EncryptionContext: '[1,2]' }));
+    expect([badContext.code, badContext.statusCode]).toEqual(['InvalidParameter', 400]);
+    const badBlob = await sdkError(() => call('Decrypt', { CiphertextBlob: 'bm90IGEgYmxvYg==' }));
+    expect([badBlob.code, badBlob.statusCode]).toEqual(['InvalidCiphertext', 400]);
+    const empty = await sdkError(() => call('Encrypt', { KeyId: keyId, Plaintext: '' }));
+    expect(empty.statusCode).toBe(400);
+    const tooLong = await sdkError(() => call('Encrypt', { KeyId: keyId, Plaintext: 'x'.repeat(6145) }));
+    expect([tooLong.code, tooLong.statusCode]).toEqual(['InvalidParameter', 400]);
+  });
+});
+
 describe('the HSM key object', () => {
   it('is sensitive and non-extractable, and neither C_GetAttributeValue(CKA_VALUE) nor C_WrapKey can read it', async () => {
     const call = openApiClient(server.endpoint, server.admin);

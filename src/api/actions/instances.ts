@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { describeInstance, pageInstances } from '../../services/instances.js';
+import { QUOTA_RESOURCE_TYPES, defaultInstanceId, describeInstance, instanceQuotaInfos, pageInstances } from '../../services/instances.js';
 import { p } from '../params.js';
 import { kmsInstance } from '../presenters.js';
 import { defineAction } from './action.js';
@@ -28,6 +28,31 @@ export const instanceActions = {
     async handle(params, { kms, caller }) {
       const instance = await describeInstance(kms.deps, params.KmsInstanceId, caller);
       return { KmsInstance: kmsInstance(instance, kms.deps.config) };
+    },
+  }),
+
+  GetKmsInstanceQuotaInfos: defineAction({
+    access: 'read',
+    params: z.object({ KmsInstanceId: p.string(64), ResourceType: p.enum(QUOTA_RESOURCE_TYPES).optional() }),
+    async handle(params, { kms, caller }) {
+      const infos = await instanceQuotaInfos(kms.deps, params.KmsInstanceId, caller, params.ResourceType);
+      return {
+        KmsInstanceId: params.KmsInstanceId,
+        // §3.6: a bare array here, unlike every other list of this API.
+        KmsInstanceQuotaInfos: infos.map((q) => ({
+          ResourceType: q.resourceType,
+          ResourceQuota: q.resourceQuota,
+          UsedQuantity: q.usedQuantity,
+        })),
+      };
+    },
+  }),
+
+  GetDefaultKmsInstance: defineAction({
+    access: 'read',
+    params: z.object({}),
+    async handle(_params, { kms, caller }) {
+      return { DefaultKmsInstanceId: await defaultInstanceId(kms.deps, caller) };
     },
   }),
 };
