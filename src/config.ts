@@ -21,6 +21,10 @@ const envSchema = z.object({
     .default('false')
     .transform((v) => v === 'true' || v === '1'),
   KMS_WRAPPING_KEY_POOL_SIZE: z.coerce.number().int().min(0).max(64).default(4),
+  /** Redis key prefix of every BullMQ queue (tests use a unique one per server). */
+  KMS_QUEUE_PREFIX: z.string().min(1).max(64).regex(/^[\w.-]+$/, 'letters, digits, _ . - only').default('hsm-kms'),
+  /** How often the sweeper looks for due work a lost job missed (material expiry, expired wrapping keys). */
+  KMS_SWEEP_INTERVAL_SECONDS: z.coerce.number().int().min(1).max(86_400).default(60),
   KMS_REGION: z.string().default('cn-hangzhou'),
   KMS_ACCOUNT_ID: z.string().default('1234567890123456'),
   KMS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -39,6 +43,10 @@ export interface KmsConfig {
     sessions: number;
     importStrict: boolean;
     wrappingKeyPoolSize: number;
+  };
+  jobs: {
+    queuePrefix: string;
+    sweepIntervalSeconds: number;
   };
   region: string;
   accountId: string;
@@ -65,6 +73,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
       sessions: e.KMS_HSM_SESSIONS,
       importStrict: e.KMS_IMPORT_STRICT,
       wrappingKeyPoolSize: e.KMS_WRAPPING_KEY_POOL_SIZE,
+    },
+    jobs: {
+      queuePrefix: e.KMS_QUEUE_PREFIX,
+      sweepIntervalSeconds: e.KMS_SWEEP_INTERVAL_SECONDS,
     },
     region: e.KMS_REGION,
     accountId: e.KMS_ACCOUNT_ID,

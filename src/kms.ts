@@ -8,6 +8,7 @@ import type { Hsm } from './hsm/hsm.js';
 import { Pkcs11Hsm } from './hsm/pkcs11/pkcs11-hsm.js';
 import { loadOrCreatePins } from './hsm/provision.js';
 import { SoftwareCipher } from './hsm/software.js';
+import { type KmsJobs, createKmsJobs } from './jobs/queues.js';
 import { CredentialDirectory } from './services/access.js';
 import type { ServiceDeps } from './services/context.js';
 import { NonceRegistry } from './services/nonces.js';
@@ -20,6 +21,8 @@ export interface KmsServices {
   credentials: CredentialDirectory;
   nonces: NonceRegistry;
   redis: Redis;
+  /** BullMQ producers and the job-scheduling port of the services (workers: jobs/workers.ts). */
+  jobs: KmsJobs;
 }
 
 export interface Kms extends KmsServices {
@@ -72,12 +75,16 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
     redis.on('error', (error: Error) => logger.warn({ err: error.message }, 'redis connection error'));
     opened.push(() => redis.quit());
 
+    const jobs = createKmsJobs(config, options.clock ?? systemClock);
+    opened.push(() => jobs.close());
+
     const software = new SoftwareCipher();
     opened.push(async () => software.clear());
     const deps: ServiceDeps = { db, hsm, software, clock: options.clock ?? systemClock, config, logger };
     return {
       deps,
       redis,
+      jobs,
       credentials: new CredentialDirectory(deps),
       nonces: new NonceRegistry(redis, config.maxSkewSeconds * 2),
       close: closeAll,

@@ -1,10 +1,15 @@
 import { Command } from 'commander';
 import { registerAccessKeyCommands } from './commands/access-key.js';
+import { registerAliasCommands } from './commands/alias.js';
+import { registerByokCommands } from './commands/byok.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerInstanceCommands } from './commands/instance.js';
+import { registerKeyCommands } from './commands/key.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerQuickstartCommand } from './commands/quickstart.js';
 import { registerServeCommand } from './commands/serve.js';
+import { registerTagCommands } from './commands/tag.js';
+import { registerWorkerCommand } from './commands/worker.js';
 
 const program = new Command()
   .name('kms')
@@ -12,11 +17,16 @@ const program = new Command()
   .showHelpAfterError();
 
 registerServeCommand(program);
+registerWorkerCommand(program);
 registerQuickstartCommand(program);
 registerMigrateCommand(program);
 registerHsmCommands(program);
 registerInstanceCommands(program);
 registerAccessKeyCommands(program);
+registerByokCommands(program);
+registerKeyCommands(program);
+registerAliasCommands(program);
+registerTagCommands(program);
 
 try {
   await program.parseAsync(process.argv);

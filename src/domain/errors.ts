@@ -68,3 +68,21 @@ export const invalidImportToken = () => new KmsError('InvalidImportToken', 'impo
 
 /** `ExpiredImportToken` (400): the token's 24 h lifetime is over. */
 export const expiredImportToken = () => new KmsError('ExpiredImportToken', 'import token is expired.');
+
+/** `AliasAlreadyExists` (400, alibaba-api.md §5.6/§5.10): an alias name is unique per region. */
+export const aliasAlreadyExists = () => new KmsError('AliasAlreadyExists', 'AliasName Already Exists.');
+
+/**
+ * `Forbidden.DeletionProtection` (403). §5.1 says ScheduleKeyDeletion fails while deletion
+ * protection is on, but no doc names the code: ours follows `Forbidden.DKMSInstanceStateInvalid`
+ * (403, a resource's setting forbids the call); `Rejected.*` (409) stays for key *states*.
+ */
+export const deletionProtected = () =>
+  new KmsError(
+    'Forbidden.DeletionProtection',
+    'The key is protected from deletion. Call SetDeletionProtection with EnableDeletionProtection=false first.',
+  );
+
+/** A KeyVersionId that names no version of the key: Alibaba documents only `Forbidden.KeyNotFound` (404). */
+export const keyVersionNotFound = () =>
+  new KmsError('Forbidden.KeyNotFound', 'The specified key version is not found.');

@@ -5,6 +5,7 @@ import { withTransaction } from '../store/db.js';
 import {
   type Instance,
   type InstanceType,
+  countVersions,
   getInstance,
   insertInstance,
   listInstances,
@@ -82,4 +83,47 @@ export async function updateInstance(
     await recordAudit(tx, { accessKeyId: caller.accessKeyId, action: 'UpdateKmsInstance', detail: { instanceId, ...limits } });
     return updated;
   });
+}
+
+/** GetKmsInstanceQuotaInfos resource types (alibaba-api.md §3.6, §5.11). */
+export const QUOTA_RESOURCE_TYPES = ['key', 'secret', 'qps', 'vpc'] as const;
+export type QuotaResourceType = (typeof QUOTA_RESOURCE_TYPES)[number];
+
+export interface QuotaInfo {
+  resourceType: QuotaResourceType;
+  resourceQuota: number;
+  usedQuantity: number;
+}
+
+/**
+ * GetKmsInstanceQuotaInfos. `key`: every key version consumes one unit (§5.11), and the used
+ * quantity is counted from the versions themselves, so it always agrees with Postgres.
+ * This service has no secrets and no VPC bindings (quota 0), and does not meter QPS yet
+ * (used 0 against the instance's QPS spec).
+ * @throws Forbidden.DKMSInstanceNotFound (404), Forbidden.NoPermission (403)
+ */
+export async function instanceQuotaInfos(
+  deps: ServiceDeps,
+  instanceId: string,
+  caller: Caller,
+  resourceType?: QuotaResourceType,
+): Promise<QuotaInfo[]> {
+  const instance = await describeInstance(deps, instanceId, caller);
+  const all: QuotaInfo[] = [
+    { resourceType: 'key', resourceQuota: instance.keyQuota, usedQuantity: await countVersions(deps.db, instance.id) },
+    { resourceType: 'secret', resourceQuota: 0, usedQuantity: 0 },
+    { resourceType: 'qps', resourceQuota: instance.qps, usedQuantity: 0 },
+    { resourceType: 'vpc', resourceQuota: 0, usedQuantity: 0 },
+  ];
+  return resourceType ? all.filter((q) => q.resourceType === resourceType) : all;
+}
+
+/**
+ * GetDefaultKmsInstance. Alibaba does not define it beyond `{DefaultKmsInstanceId}`; here the
+ * default instance is the oldest SOFTWARE instance the caller may see (the one the
+ * quickstart creates), or `''` when there is none.
+ */
+export async function defaultInstanceId(deps: ServiceDeps, caller: Caller): Promise<string> {
+  const { items } = await pageInstances(deps, { pageNumber: 1, pageSize: 1000 }, caller, 'SOFTWARE');
+  return items[0]?.id ?? '';
 }

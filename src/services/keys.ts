@@ -126,9 +126,6 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       createdAt: now,
     });
     if (input.tags && input.tags.length > 0) await upsertTags(tx, keyId, input.tags);
-    if (generated && protection === 'HSM') {
-      await deps.hsm.generateVersionKey(versionId, (materialLength(spec) * 8) as 128 | 192 | 256);
-    }
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
@@ -136,6 +133,11 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       keyId,
       detail: { versionId, protection, spec, origin },
     });
+    // Last step before the commit: if the token refuses, the rollback leaves nothing behind;
+    // nothing after it can fail but the commit itself (whose orphan the reconciler removes).
+    if (generated && protection === 'HSM') {
+      await deps.hsm.generateVersionKey(versionId, (materialLength(spec) * 8) as 128 | 192 | 256);
+    }
     return key;
   });
 }

@@ -52,3 +52,29 @@ export async function listAliases(
   );
   return { items: rows.map(toAlias), total: Number(count[0]?.n ?? 0) };
 }
+
+/** Aliases in the region (this store is one region): what the per-region cap counts. */
+export async function countAliases(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM aliases');
+  return Number(rows[0]?.n ?? 0);
+}
+
+/**
+ * Serialises alias creation for the rest of the transaction (a transaction-scoped advisory
+ * lock), so the count-then-insert of the per-region cap cannot overshoot under concurrency.
+ */
+export async function lockAliasNamespace(tx: Queryable): Promise<void> {
+  await tx.query("SELECT pg_advisory_xact_lock(hashtext('hsm-kms:aliases'))");
+}
+
+/** Aliases whose key lives in one of `instanceIds` (what a key-user limited to them may list). */
+export async function listAliasesOfInstances(
+  db: Queryable,
+  instanceIds: readonly string[],
+  page: { offset: number; limit: number },
+): Promise<{ items: Alias[]; total: number }> {
+  const from = 'FROM aliases a JOIN keys k ON k.id = a.key_id WHERE k.instance_id = ANY($1)';
+  const { rows: count } = await db.query<{ n: string }>(`SELECT count(*) AS n ${from}`, [instanceIds]);
+  const { rows } = await db.query<AliasRow>(`SELECT a.* ${from} ORDER BY a.name LIMIT $2 OFFSET $3`, [instanceIds, page.limit, page.offset]);
+  return { items: rows.map(toAlias), total: Number(count[0]?.n ?? 0) };
+}

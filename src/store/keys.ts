@@ -176,3 +176,40 @@ export async function listKeys(
   );
   return { items: rows.map(toKey), total: Number(count[0]?.n ?? 0) };
 }
+
+/** Keys whose imported material is due to expire at `now` (seed 000), soonest first. */
+export async function listKeysWithMaterialDue(
+  db: Queryable,
+  now: Date,
+  limit: number,
+  excludeIds: readonly string[] = [],
+): Promise<Array<{ id: string; materialExpireAt: Date }>> {
+  const { rows } = await db.query<{ id: string; material_expire_at: Date }>(
+    `SELECT id, material_expire_at FROM keys
+     WHERE material_expire_at IS NOT NULL AND material_expire_at <= $1 AND NOT (id = ANY($3::text[]))
+     ORDER BY material_expire_at, id LIMIT $2`,
+    [now, limit, excludeIds],
+  );
+  return rows.map((r) => ({ id: r.id, materialExpireAt: r.material_expire_at }));
+}
+
+/**
+ * Clears a key's material expiry and moves it to `state`, only if its expiry is still
+ * `expectedExpireAt` and is due at `now`: a conditional update, so a retried or duplicated
+ * expiry job, or one racing a re-import that moved the expiry, never applies twice.
+ * Returns undefined when the row did not match.
+ */
+export async function clearDueMaterialExpiry(
+  db: Queryable,
+  id: string,
+  expectedExpireAt: Date,
+  now: Date,
+  state: KeyState,
+): Promise<Key | undefined> {
+  const { rows } = await db.query<KeyRow>(
+    `UPDATE keys SET state = $4, material_expire_at = NULL, updated_at = now()
+     WHERE id = $1 AND material_expire_at = $2 AND material_expire_at <= $3 RETURNING *`,
+    [id, expectedExpireAt, now, state],
+  );
+  return rows[0] ? toKey(rows[0]) : undefined;
+}

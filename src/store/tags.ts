@@ -27,3 +27,49 @@ export async function listTags(db: Queryable, keyId: string): Promise<Tag[]> {
   );
   return rows.map((r) => ({ key: r.tag_key, value: r.tag_value }));
 }
+
+export async function deleteAllTags(db: Queryable, keyId: string): Promise<void> {
+  await db.query('DELETE FROM key_tags WHERE key_id = $1', [keyId]);
+}
+
+/** One (key, tag) pair, as ListTagResources returns them. */
+export interface KeyTag extends Tag {
+  keyId: string;
+}
+
+export interface TagPairQuery {
+  /** Only these keys (null: any key). */
+  keyIds: readonly string[] | null;
+  /** Only tags matching one of these (a value-less filter matches any value); null: any tag. */
+  tags: ReadonlyArray<{ key: string; value?: string | undefined }> | null;
+  /** Only keys of these instances (null: any key, default keys included). */
+  instanceIds: readonly string[] | null;
+  /** Keyset cursor: pairs strictly after this one in (key id, tag key) order. */
+  after: { keyId: string; tagKey: string } | null;
+  limit: number;
+}
+
+/** (key, tag) pairs in (key id, tag key) order, for keyset pagination. */
+export async function listTagPairs(db: Queryable, q: TagPairQuery): Promise<KeyTag[]> {
+  const { rows } = await db.query<{ key_id: string; tag_key: string; tag_value: string }>(
+    `SELECT t.key_id, t.tag_key, t.tag_value
+       FROM key_tags t JOIN keys k ON k.id = t.key_id
+      WHERE ($1::text[] IS NULL OR t.key_id = ANY($1))
+        AND ($2::text[] IS NULL OR k.instance_id = ANY($2))
+        AND ($3::jsonb IS NULL OR EXISTS (
+              SELECT 1 FROM jsonb_array_elements($3::jsonb) f
+               WHERE f->>'key' = t.tag_key AND (f->>'value' IS NULL OR f->>'value' = t.tag_value)))
+        AND ($4::text IS NULL OR (t.key_id, t.tag_key) > ($4::text, $5::text))
+      ORDER BY t.key_id, t.tag_key
+      LIMIT $6`,
+    [
+      q.keyIds,
+      q.instanceIds,
+      q.tags ? JSON.stringify(q.tags.map((t) => ({ key: t.key, value: t.value ?? null }))) : null,
+      q.after?.keyId ?? null,
+      q.after?.tagKey ?? null,
+      q.limit,
+    ],
+  );
+  return rows.map((r) => ({ keyId: r.key_id, key: r.tag_key, value: r.tag_value }));
+}

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { type RunningServer, startHttpServer } from '../../src/api/app.js';
@@ -49,6 +50,8 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     REDIS_URL: process.env.REDIS_URL ?? 'redis://127.0.0.1:6379',
     KMS_HSM_TOKEN_LABEL: token.label,
     KMS_LOG_LEVEL: 'info',
+    // BullMQ queues of this server only: parallel test files share one Redis.
+    KMS_QUEUE_PREFIX: `test-${randomUUID()}`,
     ...options.env,
   });
   const logs: string[] = [];
@@ -85,6 +88,11 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     logs,
     async stop() {
       await http.close();
+      // The queues live under this server's own test prefix: leave nothing in the shared Redis.
+      await kms.jobs.close();
+      for await (const keys of kms.redis.scanStream({ match: `${config.jobs.queuePrefix}:*`, count: 500 }) as AsyncIterable<string[]>) {
+        if (keys.length > 0) await kms.redis.del(...keys);
+      }
       await kms.close();
     },
   };

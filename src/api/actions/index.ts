@@ -1,5 +1,6 @@
 import type { ActionTable } from './action.js';
 import { cryptoActions } from './crypto.js';
+import { importActions } from './import.js';
 import { instanceActions } from './instances.js';
 import { aliasActions } from './aliases.js';
 import { keyActions } from './keys.js';
@@ -14,4 +15,5 @@ export const allActions: ActionTable = {
   ...versionActions,
   ...aliasActions,
   ...tagActions,
+  ...importActions,
 };

@@ -1,6 +1,7 @@
 import { rm, writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
+import { startJobWorkers } from '../../jobs/workers.js';
 import { runServer, stopOnSignals } from '../../main.js';
 import { ensureDefaultInstances } from '../../services/bootstrap.js';
 import { startEmbeddedPostgres } from '../../store/embedded-postgres.js';
@@ -32,6 +33,9 @@ export function registerQuickstartCommand(program: Command): void {
         stops.push(() => rm(runtimeFile(base.dataDir), { force: true }));
         const running = await runServer(config);
         stops.push(() => running.stop());
+        // One process runs the API and the job workers (material expiry, wrapping-key pool).
+        const workers = await startJobWorkers(running.kms);
+        stops.push(() => workers.close());
         const instances = await ensureDefaultInstances(running.kms.deps);
         printBanner({ endpoint: running.endpoint, credentialsFile: running.credentialsFile, instances, capabilities: { ...hsm.capabilities } });
         stopOnSignals(stopAll);

@@ -1,0 +1,71 @@
+import { z } from 'zod';
+import { WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS } from '../../domain/byok.js';
+import { isoSeconds } from '../../domain/dates.js';
+import type { KmsServices } from '../../kms.js';
+import type { ByokDeps } from '../../services/byok-jobs.js';
+import { importKeyMaterial } from '../../services/import.js';
+import { getParametersForImport } from '../../services/import-params.js';
+import { deleteKeyMaterial } from '../../services/key-material.js';
+import { p } from '../params.js';
+import { defineAction } from './action.js';
+
+/** The BYOK use cases need the job-scheduling port besides the common dependencies. */
+const byokDeps = (kms: KmsServices): ByokDeps => ({ ...kms.deps, jobs: kms.jobs });
+
+/** Seed 000 / alibaba-api.md §3.2: GetParametersForImport, ImportKeyMaterial, DeleteKeyMaterial. */
+export const importActions = {
+  GetParametersForImport: defineAction({
+    access: 'admin',
+    params: z.object({
+      KeyId: p.string(2048),
+      WrappingKeySpec: p.enum(WRAPPING_KEY_SPECS),
+      WrappingAlgorithm: p.enum(WRAPPING_ALGORITHMS),
+    }),
+    async handle(params, { kms, caller }) {
+      const result = await getParametersForImport(
+        byokDeps(kms),
+        { keyId: params.KeyId, wrappingKeySpec: params.WrappingKeySpec, wrappingAlgorithm: params.WrappingAlgorithm },
+        caller,
+      );
+      return {
+        KeyId: result.keyId,
+        ImportToken: result.importToken,
+        PublicKey: result.publicKeyDer.toString('base64'),
+        TokenExpireTime: isoSeconds(result.tokenExpireTime),
+      };
+    },
+  }),
+
+  ImportKeyMaterial: defineAction({
+    access: 'admin',
+    params: z.object({
+      KeyId: p.string(2048),
+      // An RSA-2048 ciphertext is 344 base64 characters; leave room for whitespace.
+      EncryptedKeyMaterial: p.string(4096),
+      ImportToken: p.string(4096),
+      KeyMaterialExpireUnix: p.integer(0, 253_402_300_799).optional(),
+    }),
+    async handle(params, { kms, caller }) {
+      await importKeyMaterial(
+        byokDeps(kms),
+        {
+          keyId: params.KeyId,
+          encryptedKeyMaterial: params.EncryptedKeyMaterial,
+          importToken: params.ImportToken,
+          keyMaterialExpireUnix: params.KeyMaterialExpireUnix,
+        },
+        caller,
+      );
+      return {};
+    },
+  }),
+
+  DeleteKeyMaterial: defineAction({
+    access: 'admin',
+    params: z.object({ KeyId: p.string(2048) }),
+    async handle(params, { kms, caller }) {
+      await deleteKeyMaterial(kms.deps, { keyId: params.KeyId }, caller);
+      return {};
+    },
+  }),
+};

@@ -1,0 +1,90 @@
+/**
+ * The BullMQ side of the composition root (DESIGN.md, Jobs): one queue per concern, all under
+ * one Redis key prefix (KMS_QUEUE_PREFIX), and the job-scheduling port the services use.
+ * Producers live in every process (`kms serve` schedules); workers only where
+ * jobs/workers.ts starts them (`kms worker`, the quickstart, tests).
+ */
+import { type ConnectionOptions, type DefaultJobOptions, Queue, UnrecoverableError } from 'bullmq';
+import type { Clock } from '../clock.js';
+import type { KmsConfig } from '../config.js';
+import { KmsError } from '../domain/errors.js';
+import type { ByokJobs } from '../services/byok-jobs.js';
+import { MATERIAL_EXPIRY_QUEUE, type MaterialExpiryJob, scheduleMaterialExpiry } from './material-expiry.js';
+import { SWEEPER_QUEUE, type SweeperJob } from './sweeper.js';
+import { WRAPPING_POOL_QUEUE, type WrappingPoolJob, requestWrappingPoolRefill } from './wrapping-pool.js';
+
+/** Where the queues live. */
+export interface QueueSettings {
+  connection: ConnectionOptions;
+  prefix: string;
+}
+
+export function queueSettings(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>): QueueSettings {
+  return {
+    // BullMQ opens its own ioredis connections from these options (blocking ones for workers).
+    connection: { url: config.redisUrl ?? 'redis://127.0.0.1:6379' },
+    prefix: config.jobs.queuePrefix,
+  };
+}
+
+/**
+ * Every job: `unavailable` failures (HSM or database away) retry with exponential backoff;
+ * `client` failures are final (see `finalOnClientError`). Finished jobs are removed so a
+ * deterministic job id can be scheduled again.
+ */
+export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
+  attempts: 8,
+  backoff: { type: 'exponential', delay: 1_000 },
+  removeOnComplete: true,
+  removeOnFail: { count: 1_000 },
+};
+
+export interface KmsQueues {
+  materialExpiry: Queue<MaterialExpiryJob>;
+  wrappingPool: Queue<WrappingPoolJob>;
+  sweeper: Queue<SweeperJob>;
+}
+
+/** The producers and the scheduling port (`ByokJobs`) the services call. */
+export interface KmsJobs extends ByokJobs {
+  queues: KmsQueues;
+  settings: QueueSettings;
+  close(): Promise<void>;
+}
+
+export function createKmsJobs(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>, clock: Clock): KmsJobs {
+  const settings = queueSettings(config);
+  const options = { ...settings, defaultJobOptions: DEFAULT_JOB_OPTIONS };
+  const queues: KmsQueues = {
+    materialExpiry: new Queue<MaterialExpiryJob>(MATERIAL_EXPIRY_QUEUE, options),
+    wrappingPool: new Queue<WrappingPoolJob>(WRAPPING_POOL_QUEUE, options),
+    sweeper: new Queue<SweeperJob>(SWEEPER_QUEUE, options),
+  };
+  // Connection errors surface on the calls that need Redis (and are logged by their
+  // callers); an unhandled 'error' event must not crash the process.
+  for (const queue of Object.values(queues)) queue.on('error', () => undefined);
+  return {
+    queues,
+    settings,
+    scheduleMaterialExpiry: (keyId, expireAt) => scheduleMaterialExpiry(queues.materialExpiry, clock, keyId, expireAt),
+    requestWrappingPoolRefill: () => requestWrappingPoolRefill(queues.wrappingPool),
+    async close() {
+      await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));
+    },
+  };
+}
+
+/**
+ * STYLE.md, Errors: a `client` KmsError will fail the same way on every retry, so it is
+ * final (BullMQ's UnrecoverableError); anything else is thrown as is and retried.
+ */
+export function finalOnClientError<A extends unknown[], R>(processor: (...args: A) => Promise<R>): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await processor(...args);
+    } catch (error) {
+      if (error instanceof KmsError && error.kind === 'client') throw new UnrecoverableError(`${error.code}: ${error.message}`);
+      throw error;
+    }
+  };
+}

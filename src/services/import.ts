@@ -1,0 +1,210 @@
+import { timingSafeEqual } from 'node:crypto';
+import {
+  allowedWrappingAlgorithms,
+  assertBoundMaterial,
+  assertImportAction,
+  assertWrappingAlgorithmAllowed,
+  decodeEncryptedKeyMaterial,
+  keyManagementType,
+  materialExpiry,
+} from '../domain/byok.js';
+import { KmsError, internalFailure, invalidImportToken, noPermission } from '../domain/errors.js';
+import { type ImportTokenPayload, assertTokenUsable, decodeImportToken } from '../domain/import-token.js';
+import { materialLength, stateAfter } from '../domain/key.js';
+import type { Hsm, ImportUnwrapRequest, ImportUnwrapResult, UnwrapPath } from '../hsm/hsm.js';
+import { recordAudit } from '../store/audit.js';
+import { type Queryable, withTransaction } from '../store/db.js';
+import { type Key, updateKey } from '../store/keys.js';
+import { type KeyVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
+import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
+import { type ByokDeps, scheduleBestEffort } from './byok-jobs.js';
+import type { Caller } from './context.js';
+import { assertHsmCanUnwrap } from './import-params.js';
+import { loadKey } from './key-lookup.js';
+
+export interface ImportKeyMaterialInput {
+  keyId: string;
+  /** base64 of the material encrypted with the downloaded public key (seed 000, step 3). */
+  encryptedKeyMaterial: string;
+  importToken: string;
+  /** Unix seconds; 0 or absent: never expires. */
+  keyMaterialExpireUnix?: number | undefined;
+}
+
+export interface ImportOutcome {
+  key: Key;
+  versionId: string;
+  path: UnwrapPath;
+  /** True for the import that bound the key to its material (seed 000). */
+  firstImport: boolean;
+}
+
+/**
+ * ImportKeyMaterial (seed 000, step 4). The material is unwrapped inside the HSM with the
+ * private half of the token's wrapping pair:
+ * - HSM tier: straight into a sensitive, non-extractable token object whose CKA_ID is the
+ *   version id (if that object already exists, as in a re-import while Enabled, only a
+ *   transient object is made, to fingerprint the candidate, and the existing one is kept);
+ * - SOFTWARE tier and default keys: unwrapped in the HSM, returned once to be sealed under
+ *   the root key, then zeroed.
+ * The key is bound forever to its first material: later imports must carry the same
+ * material (same in-HSM fingerprint) or change nothing. Success moves PendingImport →
+ * Enabled and sets (or resets) MaterialExpireTime. Imports into one key are serialised by
+ * a row lock on it.
+ * @throws InvalidKeyMaterial — one code and message for every bad ciphertext (padding,
+ *   length, another download's key, tampering) and for different material, so no answer
+ *   tells a forged ciphertext's padding was right; InvalidImportToken (malformed, forged,
+ *   for another key); ExpiredImportToken; InvalidParameter(KeyMaterialExpireUnix);
+ *   Unsupported.Origin; Rejected.PendingDeletion; Rejected.UnsupportedOperation (strict
+ *   mode turned on after the token was issued); Forbidden.KeyNotFound
+ */
+export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterialInput, caller: Caller): Promise<ImportOutcome> {
+  if (caller.role !== 'admin') throw noPermission();
+  const token = await verifyImportToken(deps.hsm, input.importToken);
+  const now = deps.clock.now();
+  const materialExpireAt = materialExpiry(input.keyMaterialExpireUnix, now);
+  const encryptedMaterial = decodeEncryptedKeyMaterial(input.encryptedKeyMaterial);
+
+  const attempt: { keyId?: string; path?: UnwrapPath; createdObject?: string } = {};
+  let outcome: ImportOutcome;
+  try {
+    outcome = await withTransaction(deps.db, async (tx) => {
+      const key = await loadKey(deps, tx, input.keyId, caller, { forUpdate: true });
+      attempt.keyId = key.id;
+      assertImportAction('ImportKeyMaterial', key);
+      assertTokenUsable(token, { keyId: key.id, now });
+      // The token is self-contained, but its pair must still exist, issued for this key with
+      // this algorithm (defence in depth against a leaked MAC key, and a clear end once the
+      // cleanup job destroyed the pair).
+      const wrappingKey = await getIssuedWrappingKey(tx, token.wrappingKeyId, key.id);
+      if (!wrappingKey || wrappingKey.algorithm !== token.algorithm) throw invalidImportToken();
+      const type = keyManagementType(key);
+      assertWrappingAlgorithmAllowed(type, token.algorithm);
+      assertHsmCanUnwrap(deps.hsm, deps.config.hsm.importStrict, token.algorithm, allowedWrappingAlgorithms(type));
+
+      const version = await importedVersion(tx, key);
+      const target = unwrapTarget(version);
+      // A token object of a version without committed material can only be the leftover of
+      // an import that crashed before its commit (DESIGN.md, crash consistency): it goes.
+      if (target.kind === 'token') await deps.hsm.destroyVersionKey(version.id);
+      const request: ImportUnwrapRequest = {
+        wrappingKeyId: wrappingKey.id,
+        algorithm: token.algorithm,
+        encryptedMaterial,
+        materialLength: materialLength(key.keySpec),
+        target,
+      };
+      const unwrapped = await deps.hsm.unwrapImportedMaterial(request);
+      attempt.path = unwrapped.path;
+      if (target.kind === 'token') attempt.createdObject = version.id;
+
+      const sealedMaterial = await bindAndSeal(deps.hsm, key, version, unwrapped);
+      await updateVersionMaterial(tx, version.id, { hasMaterial: true, ...(sealedMaterial ? { sealedMaterial } : {}) });
+      const firstImport = key.materialFingerprint === null;
+      const updated = await updateKey(tx, key.id, {
+        state: stateAfter('ImportKeyMaterial', { state: key.state, hasMaterial: version.hasMaterial }),
+        materialFingerprint: key.materialFingerprint ?? unwrapped.fingerprint,
+        materialExpireAt,
+      });
+      if (!updated) throw internalFailure('The key changed under its row lock.');
+      await recordAudit(tx, {
+        requestId: caller.requestId,
+        accessKeyId: caller.accessKeyId,
+        action: 'ImportKeyMaterial',
+        keyId: key.id,
+        detail: {
+          outcome: 'imported',
+          versionId: version.id,
+          wrappingKeyId: wrappingKey.id,
+          wrappingAlgorithm: token.algorithm,
+          path: unwrapped.path,
+          target: target.kind,
+          firstImport,
+          materialExpireTime: materialExpireAt?.toISOString() ?? null,
+        },
+      });
+      return { key: updated, versionId: version.id, path: unwrapped.path, firstImport };
+    });
+  } catch (error) {
+    // Whatever failed, an object this attempt put in the token must not outlive it.
+    if (attempt.createdObject) await deps.hsm.destroyVersionKey(attempt.createdObject).catch(() => undefined);
+    await auditRefusal(deps, caller, attempt, error);
+    throw error;
+  }
+
+  if (outcome.key.materialExpireAt) {
+    const expireAt = outcome.key.materialExpireAt;
+    await scheduleBestEffort(deps, 'material-expiry', () => deps.jobs.scheduleMaterialExpiry(outcome.key.id, expireAt));
+  }
+  return outcome;
+}
+
+/**
+ * Decodes the token and checks its MAC inside the HSM, in constant time, before anything in
+ * it is trusted.
+ * @throws InvalidImportToken
+ */
+export async function verifyImportToken(hsm: Hsm, importToken: string): Promise<ImportTokenPayload> {
+  const decoded = decodeImportToken(importToken.trim());
+  const expected = await hsm.macWithTokenKey(decoded.signedBytes);
+  if (expected.length !== decoded.mac.length || !timingSafeEqual(expected, decoded.mac)) throw invalidImportToken();
+  return decoded.payload;
+}
+
+/**
+ * The version that receives imported material: the primary one. HSM-tier BYOK keys never
+ * rotate (seed 000), and a SOFTWARE BYOK key's manual rotation imports into a new version
+ * through its own path (seed 002), so the primary version is the one this action fills.
+ */
+async function importedVersion(tx: Queryable, key: Key): Promise<KeyVersion> {
+  if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
+  const version = await getVersion(tx, key.primaryVersionId);
+  if (!version) throw internalFailure('The primary version of the key is missing.');
+  return version;
+}
+
+/** Where the unwrapped material goes, decided by committed state (never by a per-process handle cache). */
+function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
+  // Material already there (re-import while Enabled or Disabled): only fingerprint the candidate.
+  if (version.hasMaterial) return { kind: 'fingerprint-only' };
+  return version.storage === 'token' ? { kind: 'token', versionId: version.id } : { kind: 'host' };
+}
+
+/**
+ * Seed 000's permanent binding, then, for the SOFTWARE tier, sealing under the root key
+ * (bound to the version id, as services/keys.ts seals generated material). The plaintext
+ * material is zeroed whatever happens.
+ * @throws InvalidKeyMaterial for material other than the bound one.
+ */
+async function bindAndSeal(hsm: Hsm, key: Key, version: KeyVersion, unwrapped: ImportUnwrapResult): Promise<Buffer | undefined> {
+  try {
+    assertBoundMaterial(key.materialFingerprint, unwrapped.fingerprint);
+    if (!unwrapped.material) return undefined;
+    return await hsm.sealWithRootKey(unwrapped.material, Buffer.from(version.id));
+  } finally {
+    unwrapped.material?.fill(0);
+  }
+}
+
+/**
+ * Records a refused import for the operator (the client sees only the uniform error). The
+ * reason distinguishes a ciphertext that did not unwrap from material that unwrapped but is
+ * not the bound one; it never holds material.
+ */
+async function auditRefusal(
+  deps: ByokDeps,
+  caller: Caller,
+  attempt: { keyId?: string; path?: UnwrapPath },
+  error: unknown,
+): Promise<void> {
+  if (!(error instanceof KmsError) || error.kind !== 'client' || !attempt.keyId) return;
+  const reason =
+    error.code === 'InvalidKeyMaterial' ? (attempt.path ? 'material-differs-from-bound-material' : 'unwrap-failed') : error.code;
+  await recordAudit(deps.db, {
+    requestId: caller.requestId,
+    accessKeyId: caller.accessKeyId,
+    action: 'ImportKeyMaterial',
+    keyId: attempt.keyId,
+    detail: { outcome: 'refused', code: error.code, reason, ...(attempt.path ? { path: attempt.path } : {}) },
+  }).catch(() => undefined);
+}
