@@ -31,6 +31,8 @@ export async function scheduleMaterialExpiry(queue: Queue<MaterialExpiryJob>, cl
   await queue.add(
     MATERIAL_EXPIRY_JOB,
     { keyId, expireAt: expireAt.toISOString() },
+    // A failed job is kept for diagnosis; it blocks only its own (key, expiry) id, and the
+    // sweeper expires that material anyway.
     { jobId: materialExpiryJobId(keyId, expireAt), delay: Math.max(0, expireAt.getTime() - clock.now().getTime()) },
   );
 }

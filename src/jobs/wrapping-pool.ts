@@ -12,15 +12,19 @@ export type WrappingPoolJobName = 'refill' | 'cleanup';
 export type WrappingPoolJob = Record<string, never>;
 
 /**
- * One pending refill at a time: the job id is fixed, and BullMQ ignores an add whose id is
- * already waiting. A take during a running refill is covered by the next take or sweep.
+ * One pending job of each kind at a time: the job id is fixed, and BullMQ ignores an add
+ * whose id still exists. So a finished job must not stay behind, failed ones included (a
+ * kept failure would block its id for good); a take during a running refill is covered by
+ * the next take or sweep.
  */
+const SINGLETON = { removeOnComplete: true, removeOnFail: true } as const;
+
 export async function requestWrappingPoolRefill(queue: Queue<WrappingPoolJob>): Promise<void> {
-  await queue.add('refill', {}, { jobId: 'refill' });
+  await queue.add('refill', {}, { jobId: 'refill', ...SINGLETON });
 }
 
 export async function requestWrappingKeyCleanup(queue: Queue<WrappingPoolJob>): Promise<void> {
-  await queue.add('cleanup', {}, { jobId: 'cleanup' });
+  await queue.add('cleanup', {}, { jobId: 'cleanup', ...SINGLETON });
 }
 
 export function wrappingPoolProcessor(deps: ServiceDeps) {

@@ -18,6 +18,13 @@ type OpenApiModule = {
 
 export { KMS };
 
+/**
+ * The SDKs' default 5 s connect timeout is shorter than a loaded 2-core CI machine sometimes
+ * needs while other test files generate RSA keys and spawn CLIs; the server is not what is
+ * being timed here.
+ */
+const SDK_TIMEOUTS = { connectTimeout: 30_000, readTimeout: 60_000 };
+
 /** `@alicloud/kms20160120@1.2.0`, pointed at the test server. */
 export function legacyClient(endpoint: string, credentials: Credentials) {
   // rpc-client's Config is a plain options bag at run time; its declared type wants tea's toMap().
@@ -27,6 +34,7 @@ export function legacyClient(endpoint: string, credentials: Credentials) {
     regionId: 'cn-hangzhou',
     accessKeyId: credentials.accessKeyId,
     accessKeySecret: credentials.accessKeySecret,
+    ...SDK_TIMEOUTS,
   } as unknown as ConstructorParameters<typeof KMS.default>[0];
   return new KMS.default(config);
 }
@@ -59,7 +67,7 @@ export function openApiClient(endpoint: string, credentials: Credentials, option
       reqBodyType: 'formData',
       bodyType: 'json',
     });
-    const response = await client.callApi(params, new OpenApi.OpenApiRequest({ query: OpenApiUtil.query(query) }), new TeaUtil.RuntimeOptions({}));
+    const response = await client.callApi(params, new OpenApi.OpenApiRequest({ query: OpenApiUtil.query(query) }), new TeaUtil.RuntimeOptions(SDK_TIMEOUTS));
     return response.body;
   };
 }
