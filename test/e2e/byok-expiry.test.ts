@@ -1,11 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { Job } from 'bullmq';
-import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
-import { acquireModule, findTokenSlot, releaseModule } from '../../src/hsm/pkcs11/module.js';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import {
   type MaterialExpiryJob,
@@ -22,6 +20,7 @@ import { getVersion } from '../../src/store/versions.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
+import { withTokenSession } from '../helpers/token-session.js';
 
 /**
  * Seed 000, step 4 and FAQ: imported material expires at KeyMaterialExpireUnix and KMS
@@ -30,16 +29,8 @@ import { type TestServer, startServer } from '../helpers/server.js';
  */
 const HOUR = 3600_000;
 
-const tokenObjects = (server: TestServer, versionId: string): number => {
-  const p11 = acquireModule(server.config.hsm.modulePath);
-  const session = p11.C_OpenSession(findTokenSlot(p11, server.token.label), pkcs11js.CKF_SERIAL_SESSION);
-  try {
-    return findObjects(p11, session, m.secretKeyById(versionId)).length;
-  } finally {
-    p11.C_CloseSession(session);
-    releaseModule(server.config.hsm.modulePath);
-  }
-};
+const tokenObjects = (server: TestServer, versionId: string): Promise<number> =>
+  withTokenSession(server, (p11, session) => findObjects(p11, session, m.secretKeyById(versionId)).length);
 
 async function importInto(call: CallApi, keyId: string, material: Buffer, expireUnix?: number) {
   const params = await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
@@ -97,7 +88,7 @@ describe('with an injected clock', () => {
     const version = await getVersion(server.kms.deps.db, versionId);
     expect(version?.hasMaterial).toBe(false);
     expect(version?.sealedMaterial).toBeNull();
-    expect(tokenObjects(server, versionId)).toBe(0);
+    expect(await tokenObjects(server, versionId)).toBe(0);
     expect((await sdkError(() => call('Decrypt', { CiphertextBlob: old.CiphertextBlob }))).code).toBe('Rejected.PendingImport');
     const audit = await listAudit(server.kms.deps.db, { keyId, action: 'ExpireKeyMaterial' });
     expect(audit).toHaveLength(1);
@@ -143,7 +134,7 @@ describe('with an injected clock', () => {
     clock.set(expireAt);
     expect(await materialExpiryProcessor(server.kms.deps)(fakeJob(keyId, expireAt))).toBe('expired');
     expect((await describe_(keyId)).KeyState).toBe('PendingDeletion');
-    expect(tokenObjects(server, versionId)).toBe(0);
+    expect(await tokenObjects(server, versionId)).toBe(0);
   });
 
   it('an import token expires after 24 hours; the cleanup then destroys its wrapping pair in the HSM', async () => {
@@ -167,14 +158,7 @@ describe('with an injected clock', () => {
 
     expect(await destroyExpiredWrappingKeys(server.kms.deps)).toBeGreaterThanOrEqual(1);
     expect(await exists()).toBe(false);
-    const p11 = acquireModule(server.config.hsm.modulePath);
-    const session = p11.C_OpenSession(findTokenSlot(p11, server.token.label), pkcs11js.CKF_SERIAL_SESSION);
-    try {
-      expect(findObjects(p11, session, m.privateKeyById(wrappingKeyId))).toHaveLength(0);
-    } finally {
-      p11.C_CloseSession(session);
-      releaseModule(server.config.hsm.modulePath);
-    }
+    await withTokenSession(server, (p11, session) => expect(findObjects(p11, session, m.privateKeyById(wrappingKeyId))).toHaveLength(0));
     // Still expired (not "invalid") once the pair is gone: the token's own expiry is checked first.
     expect((await sdkError(() => call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: encrypted, ImportToken: params.ImportToken }))).code).toBe(
       'ExpiredImportToken',
@@ -230,7 +214,7 @@ describe('with the real BullMQ workers', () => {
 
     await waitFor('the material to expire', async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');
     expect(Date.now()).toBeGreaterThanOrEqual(expireUnix * 1000);
-    expect(tokenObjects(server, versionId)).toBe(0);
+    expect(await tokenObjects(server, versionId)).toBe(0);
     await importInto(call, keyId, material);
     expect((await call('Encrypt', { KeyId: keyId, Plaintext: 'back' })).KeyVersionId).toBe(versionId);
   });

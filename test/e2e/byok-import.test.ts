@@ -9,7 +9,6 @@ import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
 import type { WrappingAlgorithm } from '../../src/domain/byok.js';
 import { decodeImportToken } from '../../src/domain/import-token.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
-import { acquireModule, findTokenSlot, releaseModule } from '../../src/hsm/pkcs11/module.js';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { refillWrappingKeyPool } from '../../src/services/wrapping-keys.js';
 import { listAudit } from '../../src/store/audit.js';
@@ -18,6 +17,7 @@ import { getVersion } from '../../src/store/versions.js';
 import { byokWorkDir, decryptBlobWithMaterial, sh } from '../helpers/byok.js';
 import { type CallApi, KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
+import { withTokenSession } from '../helpers/token-session.js';
 
 /**
  * Issue 4: BYOK import, end to end through the real SDKs, with the seed's (000) steps run
@@ -58,20 +58,7 @@ async function importMaterial(keyId: string, material: Buffer, algorithm: Wrappi
   return call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: encrypted, ImportToken: token, ...extra });
 }
 
-/** Runs `fn` against the test token through a PKCS#11 session of our own. */
-async function withTokenSession<T>(fn: (p11: pkcs11js.PKCS11, session: pkcs11js.Handle) => T | Promise<T>): Promise<T> {
-  const p11 = acquireModule(server.config.hsm.modulePath);
-  const slot = findTokenSlot(p11, server.token.label);
-  const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-  try {
-    return await fn(p11, session);
-  } finally {
-    p11.C_CloseSession(session);
-    releaseModule(server.config.hsm.modulePath);
-  }
-}
-
-const tokenObjects = (versionId: string) => withTokenSession((p11, session) => findObjects(p11, session, m.secretKeyById(versionId)).length);
+const tokenObjects = (versionId: string) => withTokenSession(server, (p11, session) => findObjects(p11, session, m.secretKeyById(versionId)).length);
 
 const versionOf = async (keyId: string) => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
 
@@ -264,7 +251,7 @@ describe('GetParametersForImport', () => {
     const { rows } = await server.kms.deps.db.query<{ id: string }>('SELECT id FROM wrapping_keys WHERE key_id = $1', [keyId]);
     const id = rows[0]!.id;
     expect(decodeImportToken(token).payload).toMatchObject({ keyId, wrappingKeyId: id, algorithm: 'RSAES_PKCS1_V1_5' });
-    await withTokenSession((p11, session) => {
+    await withTokenSession(server, (p11, session) => {
       const [privateKey] = findObjects(p11, session, m.privateKeyById(id));
       expect(privateKey).toBeDefined();
       const attrs = p11.C_GetAttributeValue(session, privateKey!, [
@@ -541,7 +528,7 @@ describe('the imported HSM object', () => {
 
   it('is a sensitive, non-extractable token key on both unwrap paths (checked through PKCS#11)', async () => {
     for (const versionId of Object.values(versionIds)) {
-      await withTokenSession((p11, session) => {
+      await withTokenSession(server, (p11, session) => {
         const [key] = findObjects(p11, session, m.secretKeyById(versionId));
         expect(key).toBeDefined();
         const attrs = p11.C_GetAttributeValue(session, key!, [

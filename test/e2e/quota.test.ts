@@ -2,7 +2,7 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unavailable } from '../../src/domain/errors.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
-import { acquireModule, findTokenSlot, releaseModule } from '../../src/hsm/pkcs11/module.js';
+import { withTokenSession } from '../helpers/token-session.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -25,18 +25,15 @@ afterAll(async () => {
 });
 
 /** Secret-key objects on the token, counted outside the service (this process's token). */
-function tokenSecretKeyCount(): number {
-  const p11 = acquireModule(server.config.hsm.modulePath);
-  const session = p11.C_OpenSession(findTokenSlot(p11, server.token.label), pkcs11js.CKF_SERIAL_SESSION);
-  try {
-    return findObjects(p11, session, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_TOKEN, value: true },
-    ]).length;
-  } finally {
-    p11.C_CloseSession(session);
-    releaseModule(server.config.hsm.modulePath);
-  }
+function tokenSecretKeyCount(): Promise<number> {
+  return withTokenSession(
+    server,
+    (p11, session) =>
+      findObjects(p11, session, [
+        { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+        { type: pkcs11js.CKA_TOKEN, value: true },
+      ]).length,
+  );
 }
 
 async function instanceCounts(instanceId: string) {
@@ -58,7 +55,7 @@ async function keyQuotaInfo(instanceId: string) {
 
 describe('50 parallel CreateKey against an HSM instance with a quota of 10', () => {
   it('exactly 10 succeed, 40 get Rejected.LimitExceeded, and Postgres, the HSM and the quota API agree', async () => {
-    const objectsBefore = tokenSecretKeyCount();
+    const objectsBefore = await tokenSecretKeyCount();
     const results = await Promise.allSettled(
       Array.from({ length: 50 }, (_, i) => call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, Description: `race ${i}` })),
     );
@@ -77,7 +74,7 @@ describe('50 parallel CreateKey against an HSM instance with a quota of 10', () 
     ]);
     expect(rows.map((r) => r.key_id).sort()).toEqual([...created].sort());
     for (const { id } of rows) expect(await server.kms.deps.hsm.hasVersionKey(id)).toBe(true);
-    expect(tokenSecretKeyCount() - objectsBefore).toBe(QUOTA);
+    expect((await tokenSecretKeyCount()) - objectsBefore).toBe(QUOTA);
 
     const info = await keyQuotaInfo(server.hsmInstanceId);
     expect(info).toEqual({ ResourceType: 'key', ResourceQuota: QUOTA, UsedQuantity: QUOTA });
@@ -104,7 +101,7 @@ describe('a failed CreateKey leaves nothing behind', () => {
     const { hsmInstanceId } = server;
     await server.kms.deps.db.query('UPDATE instances SET key_quota = key_quota + 5 WHERE id = $1', [hsmInstanceId]);
     const before = await instanceCounts(hsmInstanceId);
-    const objectsBefore = tokenSecretKeyCount();
+    const objectsBefore = await tokenSecretKeyCount();
     const { rows: tagsBefore } = await server.kms.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM key_tags');
 
     const hsm = server.kms.deps.hsm as { generateVersionKey: (...args: unknown[]) => Promise<void> };
@@ -121,7 +118,7 @@ describe('a failed CreateKey leaves nothing behind', () => {
     }
 
     expect(await instanceCounts(hsmInstanceId)).toEqual(before);
-    expect(tokenSecretKeyCount()).toBe(objectsBefore);
+    expect(await tokenSecretKeyCount()).toBe(objectsBefore);
     const { rows: tagsAfter } = await server.kms.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM key_tags');
     expect(tagsAfter[0]!.n).toBe(tagsBefore[0]!.n);
     expect((await keyQuotaInfo(hsmInstanceId)).UsedQuantity).toBe(before.versions);

@@ -3,10 +3,10 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildSignedRequest } from '../../src/cli/rpc-client.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
-import { acquireModule, findTokenSlot, releaseModule } from '../../src/hsm/pkcs11/module.js';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
+import { withTokenSession } from '../helpers/token-session.js';
 
 /**
  * Issue 2's slice, through the real SDKs: CreateKey → DescribeKey → Encrypt → Decrypt on both
@@ -206,10 +206,7 @@ describe('the HSM key object', () => {
     const created = await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId });
     const versionId = created.KeyMetadata.PrimaryKeyVersion as string;
 
-    const p11 = acquireModule(server.config.hsm.modulePath);
-    const slot = findTokenSlot(p11, server.token.label);
-    const session = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
-    try {
+    await withTokenSession(server, (p11, session) => {
       const [key] = findObjects(p11, session, m.secretKeyById(versionId));
       expect(key).toBeDefined();
       const attrs = p11.C_GetAttributeValue(session, key!, [
@@ -227,10 +224,7 @@ describe('the HSM key object', () => {
       expect(() => p11.C_GetAttributeValue(session, key!, [{ type: pkcs11js.CKA_VALUE }])).toThrow(/CKR_ATTRIBUTE_SENSITIVE/);
       const wrapper = p11.C_GenerateKey(session, m.aesKeyGen, m.aesKeyTemplate({ token: false, valueLength: 32, wrap: true }));
       expect(() => p11.C_WrapKey(session, m.aesKeyWrapPad, wrapper, key!, Buffer.alloc(64))).toThrow(/CKR_KEY_UNEXTRACTABLE/);
-    } finally {
-      p11.C_CloseSession(session);
-      releaseModule(server.config.hsm.modulePath);
-    }
+    });
   });
 
   it('the SOFTWARE tier really encrypts with AES-256-GCM (a version sealed under the root key)', async () => {
