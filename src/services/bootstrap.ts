@@ -52,7 +52,7 @@ async function writeCredentials(file: string, credentials: CredentialsFile): Pro
 export async function ensureDefaultInstances(deps: ServiceDeps, caller: Caller = systemCaller): Promise<{ hsm: string; software: string }> {
   const ids: Partial<Record<'HSM' | 'SOFTWARE', string>> = {};
   for (const type of ['HSM', 'SOFTWARE'] as const) {
-    const { items } = await listInstances(deps.db, { offset: 0, limit: 1 }, type);
+    const { items } = await listInstances(deps.db, { offset: 0, limit: 1 }, { type });
     ids[type] = items[0]?.id ?? (await createInstance(deps, { type, keyQuota: 1000, qps: 1000, name: `quickstart-${type.toLowerCase()}` }, caller)).id;
   }
   return { hsm: ids.HSM!, software: ids.SOFTWARE! };

@@ -8,7 +8,7 @@ import {
   keyManagementType,
   materialExpiry,
 } from '../domain/byok.js';
-import { KmsError, internalFailure, invalidImportToken, noPermission } from '../domain/errors.js';
+import { KmsError, internalFailure, invalidImportToken } from '../domain/errors.js';
 import { type ImportTokenPayload, assertTokenUsable, decodeImportToken } from '../domain/import-token.js';
 import { materialLength, stateAfter } from '../domain/key.js';
 import type { Hsm, ImportUnwrapRequest, ImportUnwrapResult, UnwrapPath } from '../hsm/hsm.js';
@@ -18,6 +18,7 @@ import { type Key, updateKey } from '../store/keys.js';
 import { type KeyVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
 import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
 import { type ByokDeps, scheduleBestEffort } from './byok-jobs.js';
+import { assertAdmin } from './permissions.js';
 import type { Caller } from './context.js';
 import { assertHsmCanUnwrap } from './import-params.js';
 import { loadKey } from './key-lookup.js';
@@ -59,7 +60,7 @@ export interface ImportOutcome {
  *   mode turned on after the token was issued); Forbidden.KeyNotFound
  */
 export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterialInput, caller: Caller): Promise<ImportOutcome> {
-  if (caller.role !== 'admin') throw noPermission();
+  assertAdmin(caller);
   const token = await verifyImportToken(deps.hsm, input.importToken);
   const now = deps.clock.now();
   const materialExpireAt = materialExpiry(input.keyMaterialExpireUnix, now);

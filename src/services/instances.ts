@@ -13,6 +13,7 @@ import {
   updateInstanceLimits,
 } from '../store/instances.js';
 import type { Caller, ServiceDeps } from './context.js';
+import { assertAdmin, visibleInstanceIds } from './permissions.js';
 
 export interface CreateInstanceInput {
   type: InstanceType;
@@ -22,7 +23,7 @@ export interface CreateInstanceInput {
 }
 
 export async function createInstance(deps: ServiceDeps, input: CreateInstanceInput, caller: Caller): Promise<Instance> {
-  if (caller.role !== 'admin') throw noPermission();
+  assertAdmin(caller);
   if (!Number.isInteger(input.keyQuota) || input.keyQuota < 0) throw invalidParameter('KeyQuota');
   if (!Number.isInteger(input.qps) || input.qps <= 0) throw invalidParameter('Qps');
   const id = newInstanceId();
@@ -40,8 +41,8 @@ export async function createInstance(deps: ServiceDeps, input: CreateInstanceInp
 
 /** A key-user limited to some instances sees only those. */
 function assertVisible(caller: Caller, instanceId: string): void {
-  if (caller.role === 'admin' || caller.instanceIds === null) return;
-  if (!caller.instanceIds.includes(instanceId)) throw noPermission();
+  const visible = visibleInstanceIds(caller);
+  if (visible !== null && !visible.includes(instanceId)) throw noPermission();
 }
 
 export async function describeInstance(deps: ServiceDeps, instanceId: string, caller: Caller): Promise<Instance> {
@@ -57,11 +58,12 @@ export async function pageInstances(
   caller: Caller,
   type?: InstanceType,
 ): Promise<{ items: Instance[]; total: number }> {
-  const result = await listInstances(deps.db, { offset: (page.pageNumber - 1) * page.pageSize, limit: page.pageSize }, type);
-  if (caller.role === 'admin' || caller.instanceIds === null) return result;
-  const allowed = caller.instanceIds;
-  const items = result.items.filter((i) => allowed.includes(i.id));
-  return { items, total: items.length };
+  // Filtered in the query, so a limited key-user's pages and TotalCount are right.
+  return listInstances(
+    deps.db,
+    { offset: (page.pageNumber - 1) * page.pageSize, limit: page.pageSize },
+    { type, ids: visibleInstanceIds(caller) },
+  );
 }
 
 /** `kms instance update`: raising or lowering limits; a quota below what is used is refused. */
@@ -71,7 +73,7 @@ export async function updateInstance(
   limits: { keyQuota?: number | undefined; qps?: number | undefined },
   caller: Caller,
 ): Promise<Instance> {
-  if (caller.role !== 'admin') throw noPermission();
+  assertAdmin(caller);
   return withTransaction(deps.db, async (tx) => {
     const current = await lockInstance(tx, instanceId);
     if (!current) throw instanceNotFound();

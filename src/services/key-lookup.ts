@@ -4,6 +4,7 @@ import { getAlias } from '../store/aliases.js';
 import type { Queryable } from '../store/db.js';
 import { type Key, getKey } from '../store/keys.js';
 import type { Caller, ServiceDeps } from './context.js';
+import { visibleInstanceIds } from './permissions.js';
 
 /**
  * Resolves a `KeyId` parameter (id, alias or ARN) to the key id.
@@ -38,6 +39,7 @@ export async function loadKey(
 
 /** A key-user limited to some instances may not touch keys of other instances (or default keys). */
 export function authorizeKey(caller: Caller, key: Pick<Key, 'instanceId'>): void {
-  if (caller.role === 'admin' || caller.instanceIds === null) return;
-  if (key.instanceId === null || !caller.instanceIds.includes(key.instanceId)) throw noPermission();
+  const visible = visibleInstanceIds(caller);
+  if (visible === null) return;
+  if (key.instanceId === null || !visible.includes(key.instanceId)) throw noPermission();
 }

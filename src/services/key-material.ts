@@ -1,5 +1,4 @@
 import { assertImportAction, materialExpired } from '../domain/byok.js';
-import { noPermission } from '../domain/errors.js';
 import { type KeyEvent, stateAfter } from '../domain/key.js';
 import { recordAudit } from '../store/audit.js';
 import type { Queryable } from '../store/db.js';
@@ -7,6 +6,7 @@ import { withTransaction } from '../store/db.js';
 import { type Key, clearDueMaterialExpiry, getKey, updateKey } from '../store/keys.js';
 import { listVersions, updateVersionMaterial } from '../store/versions.js';
 import { type Caller, type ServiceDeps, systemCaller } from './context.js';
+import { assertAdmin } from './permissions.js';
 import { loadKey } from './key-lookup.js';
 
 /**
@@ -24,7 +24,7 @@ import { loadKey } from './key-lookup.js';
  *   material cannot be deleted: nothing could ever bring it back)
  */
 export async function deleteKeyMaterial(deps: ServiceDeps, input: { keyId: string }, caller: Caller): Promise<Key> {
-  if (caller.role !== 'admin') throw noPermission();
+  assertAdmin(caller);
   const { key, erased } = await withTransaction(deps.db, async (tx) => {
     const current = await loadKey(deps, tx, input.keyId, caller, { forUpdate: true });
     assertImportAction('DeleteKeyMaterial', current);

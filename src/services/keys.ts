@@ -8,7 +8,7 @@ import {
   isKeySpec,
   materialLength,
 } from '../domain/key.js';
-import { instanceNotFound, invalidParameter, limitExceeded, noPermission } from '../domain/errors.js';
+import { instanceNotFound, invalidParameter, limitExceeded } from '../domain/errors.js';
 import { newKeyId, newVersionId } from '../domain/ids.js';
 import { nextRotationDate } from '../domain/rotation.js';
 import type { Tag } from '../domain/tags.js';
@@ -18,6 +18,7 @@ import { addUsedKeys, lockInstance } from '../store/instances.js';
 import { type Key, insertKey } from '../store/keys.js';
 import { upsertTags } from '../store/tags.js';
 import { insertVersion } from '../store/versions.js';
+import { assertAdmin } from './permissions.js';
 import type { Caller, ServiceDeps } from './context.js';
 
 export interface CreateKeyInput {
@@ -49,7 +50,7 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
   // Only symmetric specs exist here, and they cannot sign (alibaba-api.md §5.2).
   if (usage !== 'ENCRYPT/DECRYPT') throw invalidParameter('KeyUsage', `${spec} supports only ENCRYPT/DECRYPT.`);
   const origin = input.origin ?? 'Aliyun_KMS';
-  if (caller.role !== 'admin') throw noPermission();
+  assertAdmin(caller);
 
   return withTransaction(deps.db, async (tx) => {
     let protection: ProtectionLevel;

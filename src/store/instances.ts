@@ -64,19 +64,25 @@ export async function addUsedKeys(tx: Queryable, id: string, delta: number): Pro
 export async function listInstances(
   db: Queryable,
   page: { offset: number; limit: number },
-  type?: InstanceType,
+  filter: { type?: InstanceType | undefined; ids?: readonly string[] | null | undefined } = {},
 ): Promise<{ items: Instance[]; total: number }> {
-  const where = type ? 'WHERE type = $3' : '';
-  const params: unknown[] = [page.limit, page.offset, ...(type ? [type] : [])];
-  const { rows } = await db.query<InstanceRow & { total: string }>(
-    `SELECT *, count(*) OVER () AS total FROM instances ${where} ORDER BY created_at, id LIMIT $1 OFFSET $2`,
-    params,
-  );
-  if (rows.length === 0 && page.offset > 0) {
-    const { rows: c } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM instances ${type ? 'WHERE type = $1' : ''}`, type ? [type] : []);
-    return { items: [], total: Number(c[0]?.n ?? 0) };
+  const conditions: string[] = [];
+  const params: unknown[] = [];
+  if (filter.type) {
+    params.push(filter.type);
+    conditions.push(`type = $${params.length}`);
   }
-  return { items: rows.map(toInstance), total: Number(rows[0]?.total ?? 0) };
+  if (filter.ids) {
+    params.push(filter.ids);
+    conditions.push(`id = ANY($${params.length})`);
+  }
+  const where = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
+  const { rows: count } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM instances ${where}`, params);
+  const { rows } = await db.query<InstanceRow>(
+    `SELECT * FROM instances ${where} ORDER BY created_at, id LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
+    [...params, page.limit, page.offset],
+  );
+  return { items: rows.map(toInstance), total: Number(count[0]?.n ?? 0) };
 }
 
 export async function updateInstanceLimits(

@@ -398,21 +398,19 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  private async findSecretKey(id: string): Promise<Handle | undefined> {
-    const cached = this.handles.get(id);
-    if (cached) return cached;
-    const found = await this.run('findKey', (session) => findObjects(this.p11, session, m.secretKeyById(id)));
-    const handle = found[0];
-    if (handle) this.handles.set(id, handle);
-    return handle;
+  private findSecretKey(id: string): Promise<Handle | undefined> {
+    return this.findCached(id, m.secretKeyById(id));
   }
 
-  private async findPrivateKey(wrappingKeyId: string): Promise<Handle | undefined> {
-    const cacheKey = wrappingHandleKey(wrappingKeyId);
+  private findPrivateKey(wrappingKeyId: string): Promise<Handle | undefined> {
+    return this.findCached(wrappingHandleKey(wrappingKeyId), m.privateKeyById(wrappingKeyId));
+  }
+
+  /** One token search per object and process; the handle is cached under `cacheKey`. */
+  private async findCached(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
     const cached = this.handles.get(cacheKey);
     if (cached) return cached;
-    const found = await this.run('findKey', (session) => findObjects(this.p11, session, m.privateKeyById(wrappingKeyId)));
-    const handle = found[0];
+    const [handle] = await this.run('findKey', (session) => findObjects(this.p11, session, template));
     if (handle) this.handles.set(cacheKey, handle);
     return handle;
   }
