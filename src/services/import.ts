@@ -125,7 +125,8 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
         },
       });
       return { key: updated, versionId: version.id, path: unwrapped.path, firstImport };
-    });
+      // Not re-run on a conflict: the attempt creates and destroys token objects.
+    }, { rerunOnConflict: false });
   } catch (error) {
     // Whatever failed, an object this attempt put in the token must not outlive it.
     if (attempt.createdObject) await deps.hsm.destroyVersionKey(attempt.createdObject).catch(() => undefined);

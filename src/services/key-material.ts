@@ -31,7 +31,8 @@ export async function deleteKeyMaterial(deps: ServiceDeps, input: { keyId: strin
     const state = stateAfter('DeleteKeyMaterial', { state: current.state, hasMaterial: true });
     const key = (await updateKey(tx, current.id, { state, materialExpireAt: null })) ?? current;
     return { key, erased: await removeKeyMaterial(deps, tx, key, 'DeleteKeyMaterial', caller) };
-  });
+    // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial).
+  }, { rerunOnConflict: false });
   forgetCached(deps, erased);
   return key;
 }
@@ -62,7 +63,8 @@ export async function expireKeyMaterial(deps: ServiceDeps, keyId: string, expect
     if (!key) return { outcome: 'stale' as const };
     const erased = await removeKeyMaterial(deps, tx, key, 'ExpireKeyMaterial', systemCaller, { materialExpireTime: expectedExpireAt.toISOString() });
     return { outcome: 'expired' as const, erased };
-  });
+    // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial); the job retries.
+  }, { rerunOnConflict: false });
   if (result.outcome === 'expired') forgetCached(deps, result.erased);
   return result.outcome;
 }

@@ -140,7 +140,8 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       await deps.hsm.generateVersionKey(versionId, (materialLength(spec) * 8) as 128 | 192 | 256);
     }
     return key;
-  });
+    // Not re-run on a conflict: the HSM object would outlive the rolled-back attempt.
+  }, { rerunOnConflict: false });
 }
 
 /** SOFTWARE tier: fresh material from the HSM's RNG, sealed under the root key, bound to the version id. */
