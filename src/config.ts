@@ -29,6 +29,14 @@ const envSchema = z.object({
   KMS_ACCOUNT_ID: z.string().default('1234567890123456'),
   KMS_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   KMS_SIGNATURE_MAX_SKEW_SECONDS: z.coerce.number().int().min(1).default(900),
+  /** Whole-request deadline (headers and body): a stalled body is dropped after it, with a 408. */
+  KMS_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(30_000),
+  /** Deadline for the request headers; default min(20 s, KMS_REQUEST_TIMEOUT_MS); never above it. */
+  KMS_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).optional(),
+  /** How long a process trusts its cached access key (status, role, secret): the bound on how long a disabled key keeps working there. */
+  KMS_ACCESS_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
+  /** Comma-separated Host header values (host or host:port) this endpoint serves; empty: any. */
+  KMS_ALLOWED_HOSTS: z.string().default(''),
 });
 
 export interface KmsConfig {
@@ -52,6 +60,15 @@ export interface KmsConfig {
   accountId: string;
   logLevel: string;
   maxSkewSeconds: number;
+  http: {
+    requestTimeoutMs: number;
+    /** At most requestTimeoutMs (Node refuses a larger one). */
+    headersTimeoutMs: number;
+  };
+  /** 0 disables the cache (every request reads the key and unseals its secret). */
+  accessKeyCacheTtlMs: number;
+  /** Lower-cased Host values accepted; empty accepts any (see api/rpc.ts checkHost). */
+  allowedHosts: string[];
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
@@ -61,6 +78,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
     throw new Error(`Invalid configuration: ${issues}`);
   }
   const e = parsed.data;
+  if (e.KMS_HEADERS_TIMEOUT_MS !== undefined && e.KMS_HEADERS_TIMEOUT_MS > e.KMS_REQUEST_TIMEOUT_MS) {
+    throw new Error('Invalid configuration: KMS_HEADERS_TIMEOUT_MS: must not exceed KMS_REQUEST_TIMEOUT_MS');
+  }
   return {
     dataDir: path.resolve(e.KMS_DATA_DIR),
     host: e.KMS_HOST,
@@ -82,5 +102,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
     accountId: e.KMS_ACCOUNT_ID,
     logLevel: e.KMS_LOG_LEVEL,
     maxSkewSeconds: e.KMS_SIGNATURE_MAX_SKEW_SECONDS,
+    http: {
+      requestTimeoutMs: e.KMS_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: e.KMS_HEADERS_TIMEOUT_MS ?? Math.min(20_000, e.KMS_REQUEST_TIMEOUT_MS),
+    },
+    accessKeyCacheTtlMs: e.KMS_ACCESS_KEY_CACHE_TTL_MS,
+    allowedHosts: e.KMS_ALLOWED_HOSTS.split(',')
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => h !== ''),
   };
 }

@@ -51,9 +51,16 @@ export interface IndexedSpec {
   records?: Readonly<Record<string, readonly string[]>>;
 }
 
+const specs = new WeakMap<z.ZodTypeAny, IndexedSpec>();
+
+/** The indexed parameters a schema built by {@link withIndexed} gathers (for the edge's name check). */
+export function indexedSpecOf(schema: z.ZodTypeAny): IndexedSpec | undefined {
+  return specs.get(schema);
+}
+
 /** Wraps an action's schema so indexed parameters arrive gathered (see the module comment). */
 export function withIndexed<T extends z.ZodTypeAny>(spec: IndexedSpec, schema: T) {
-  return z.preprocess((input) => {
+  const wrapped = z.preprocess((input) => {
     const raw = input as Record<string, string>;
     const out: Record<string, unknown> = { ...raw };
     for (const name of spec.lists ?? []) {
@@ -66,4 +73,6 @@ export function withIndexed<T extends z.ZodTypeAny>(spec: IndexedSpec, schema: T
     }
     return out;
   }, schema);
+  specs.set(wrapped, spec);
+  return wrapped;
 }

@@ -1,42 +1,46 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
-import { KmsError, noPermission } from '../domain/errors.js';
+import { KmsError, invalidParameter, noPermission } from '../domain/errors.js';
 import type { KmsServices } from '../kms.js';
 import type { Caller } from '../services/context.js';
 import type { Action, ActionTable } from './actions/action.js';
 import { translatePgError } from '../store/db.js';
 import { HOST_ID, toErrorResponse } from './errors.js';
 import { parseParams } from './params.js';
+import { collectParams, shownName } from './request/collect-params.js';
+import { COMMON_PARAMS, assertKnownParams, knownParamsOf } from './request/known-params.js';
 import { type SignedRequest, checkTimestamp, parseSignedRequest, verifySignature } from './signature.js';
 
 const API_VERSION = '2016-01-20';
 
-/** Signed-request parameters that are protocol, not business: never passed to an action. */
-const COMMON_PARAMS = new Set([
-  'Action', 'Version', 'Format', 'Timestamp', 'SignatureNonce', 'SignatureMethod', 'SignatureVersion',
-  'AccessKeyId', 'SecurityToken', 'RegionId',
-]);
-
 /**
  * The Alibaba RPC endpoint: `POST /` with the action in `Action` (v1) or `x-acs-action`
- * (ACS3), parameters in the query (or a form body), both signature schemes, JSON answers
- * with RequestId, and Alibaba's error body on any failure.
+ * (ACS3), parameters in the query, a form body or an ACS3 JSON body, both signature schemes,
+ * JSON answers with RequestId, and Alibaba's error body on any failure.
+ *
+ * Order matters: the edge checks every parameter before anything reads one (a NUL in an
+ * AccessKeyId must not reach the access-key lookup); the Host and the signature come before
+ * the action is looked at; the action's own schema owns every field rule.
  */
 export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
   const { logger, clock, config } = kms.deps;
+  const knownParams = new Map(Object.entries(actions).map(([name, action]) => [name, knownParamsOf(action)]));
   return async (req: Request, res: Response): Promise<void> => {
     const requestId = randomUUID().toUpperCase();
     const started = process.hrtime.bigint();
     let action: string | undefined;
     let caller: Caller | undefined;
     try {
-      const signed = parseSignedRequest({
+      const raw = {
         method: req.method,
         path: req.path,
         rawQuery: rawQueryOf(req.originalUrl),
         headers: req.headers,
         rawBody: Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0),
-      });
+      };
+      const collected = collectParams(raw);
+      const signed = parseSignedRequest(raw, collected);
+      checkHost(req.headers.host, config.allowedHosts);
       action = signed.action;
       caller = await authenticate(kms, signed, requestId, clock.now(), config.maxSkewSeconds * 1000);
       if (!action) throw new KmsError('MissingParameter', 'The parameter "Action" is needed but not provided.');
@@ -44,9 +48,10 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
         throw new KmsError('InvalidVersion', `Specified parameter Version is not valid; this endpoint serves ${API_VERSION}.`);
       }
       const handler: Action | undefined = Object.hasOwn(actions, action) ? actions[action] : undefined;
-      if (!handler) throw new KmsError('InvalidAction.NotFound', `Specified api ${action} is not found, please check your url and method.`);
+      if (!handler) throw new KmsError('InvalidAction.NotFound', `Specified api ${shownName(action)} is not found, please check your url and method.`);
       authorize(caller, handler);
-      const params = parseParams(handler.params, businessParams(signed, req));
+      assertKnownParams(action, knownParams.get(action)!, signed.params);
+      const params = parseParams(handler.params, businessParams(signed.params));
       const result = await handler.handle(params, { kms, caller, requestId });
       res.status(200).set('x-acs-request-id', requestId).type('application/json;charset=utf-8').send(
         JSON.stringify({ RequestId: requestId, ...result }),
@@ -54,11 +59,25 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
       logger.info({ requestId, action, accessKeyId: caller.accessKeyId, ms: msSince(started) }, 'rpc');
     } catch (error) {
       const { status, body, internal } = toErrorResponse(translatePgError(error), requestId, HOST_ID);
-      if (internal) logger.error({ requestId, action, err: error }, 'rpc internal failure');
-      else logger.info({ requestId, action, accessKeyId: caller?.accessKeyId, code: body.Code, status, ms: msSince(started) }, 'rpc refused');
+      const shownAction = action === undefined ? undefined : shownName(action);
+      if (internal) logger.error({ requestId, action: shownAction, err: error }, 'rpc internal failure');
+      else logger.info({ requestId, action: shownAction, accessKeyId: caller?.accessKeyId, code: body.Code, status, ms: msSince(started) }, 'rpc refused');
       res.status(status).set('x-acs-request-id', requestId).type('application/json;charset=utf-8').send(JSON.stringify(body));
     }
   };
+}
+
+/**
+ * `KMS_ALLOWED_HOSTS` (empty: any). ACS3 signs the Host header, so a request signed for
+ * another endpoint (kms.cn-shanghai.aliyuncs.com, say) is still valid by its signature;
+ * a deployment that wants requests meant for it alone lists its names here.
+ */
+function checkHost(host: string | undefined, allowed: readonly string[]): void {
+  if (allowed.length === 0) return;
+  const name = (host ?? '').trim().toLowerCase();
+  if (!allowed.includes(name)) {
+    throw invalidParameter('Host', 'The request is addressed to a host this endpoint does not serve (KMS_ALLOWED_HOSTS).');
+  }
 }
 
 /** Timestamp window, access key, signature, then the nonce (claimed only for a valid signature, so nobody can burn another's nonces). */
@@ -75,26 +94,11 @@ function authorize(caller: Caller, action: Action): void {
   if (action.access === 'admin') throw noPermission();
 }
 
-/** Query/form parameters minus the protocol ones; an ACS3 JSON body (covered by x-acs-content-sha256) adds to them. */
-function businessParams(signed: SignedRequest, req: Request): Record<string, string> {
-  const params: Record<string, string> = {};
-  for (const [name, value] of Object.entries(signed.params)) {
+/** The action's own parameters: everything the edge collected minus the protocol ones. */
+function businessParams(all: Readonly<Record<string, string>>): Record<string, string> {
+  const params: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [name, value] of Object.entries(all)) {
     if (!COMMON_PARAMS.has(name)) params[name] = value;
-  }
-  if (signed.scheme === 'ACS3-HMAC-SHA256' && req.is('application/json') && Buffer.isBuffer(req.body) && req.body.length > 0) {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(req.body.toString('utf8'));
-    } catch {
-      throw new KmsError('ParseRequestParameterException', 'Server parse parameters exception. The JSON body is malformed.');
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new KmsError('ParseRequestParameterException', 'Server parse parameters exception. The JSON body must be an object.');
-    }
-    for (const [name, value] of Object.entries(parsed)) {
-      if (COMMON_PARAMS.has(name) || value === null || value === undefined) continue;
-      params[name] = typeof value === 'object' ? JSON.stringify(value) : String(value);
-    }
   }
   return params;
 }

@@ -18,6 +18,7 @@
  */
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { KmsError, invalidParameter, missingParameter } from '../domain/errors.js';
+import { type CollectedParams, collectParams } from './request/collect-params.js';
 
 export type SignatureScheme = 'HMAC-SHA1' | 'ACS3-HMAC-SHA256';
 
@@ -65,7 +66,6 @@ export const MAX_CLOCK_SKEW_MS = 15 * 60 * 1000;
 const MAX_NONCE_LENGTH = 128;
 
 const ACS3_ALGORITHM = 'ACS3-HMAC-SHA256';
-const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
 
 // ---------------------------------------------------------------------------------------------
 // Errors. Messages never carry the secret or the signature we computed.
@@ -89,9 +89,6 @@ const skewedTimestamp = (maxSkewMs: number) =>
     'IllegalTimestamp',
     `The request timestamp is not within ${Math.round(maxSkewMs / 60_000)} minutes of the server time.`,
   );
-
-/** Client-supplied names are echoed back in messages; keep them short. */
-const shown = (name: string) => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
 
 // ---------------------------------------------------------------------------------------------
 // Encoding helpers shared by signer and verifier.
@@ -144,60 +141,10 @@ export function checkTimestamp(ts: Date, now: Date, maxSkewMs: number = MAX_CLOC
   if (!Number.isFinite(skew) || skew > maxSkewMs) throw skewedTimestamp(maxSkewMs);
 }
 
-/**
- * Splits a form-urlencoded string into decoded `[key, value]` pairs, in order. Empty segments
- * (`a=1&&b=2`) are skipped as `querystring.parse` does; a segment without `=` has value `''`.
- */
-function decodeForm(raw: string): Array<[string, string]> {
-  const pairs: Array<[string, string]> = [];
-  for (const segment of raw.split('&')) {
-    if (segment === '') continue;
-    const eq = segment.indexOf('=');
-    const key = formDecode(eq < 0 ? segment : segment.slice(0, eq));
-    const value = eq < 0 ? '' : formDecode(segment.slice(eq + 1));
-    if (key === '') {
-      throw new KmsError('InvalidParameter', 'The request contains a parameter with an empty name.');
-    }
-    pairs.push([key, value]);
-  }
-  return pairs;
-}
-
-function formDecode(s: string): string {
-  try {
-    return decodeURIComponent(s.replace(/\+/g, ' '));
-  } catch {
-    throw new KmsError('InvalidParameter', 'The request parameters are not valid percent-encoding.');
-  }
-}
-
 /** Joins node's rare array-valued headers the way the SDK joins repeated ones (§4.4). */
 function headerValue(headers: RequestToVerify['headers'], name: string): string | undefined {
   const v = headers[name];
   return Array.isArray(v) ? v.join(',') : v;
-}
-
-function isFormBody(headers: RequestToVerify['headers']): boolean {
-  const type = headerValue(headers, 'content-type');
-  return type !== undefined && type.split(';')[0]!.trim().toLowerCase() === FORM_MEDIA_TYPE;
-}
-
-/**
- * Decoded query + form-body parameters in a null-prototype record. A name given twice (in the
- * query, the body or across both) is refused: the SDKs never do it, and letting the signed
- * copy and the acted-on copy differ is how signature confusion starts.
- */
-function collectParams(req: RequestToVerify): Record<string, string> {
-  const params: Record<string, string> = Object.create(null) as Record<string, string>;
-  const pairs = decodeForm(req.rawQuery);
-  if (req.rawBody.length > 0 && isFormBody(req.headers)) {
-    pairs.push(...decodeForm(req.rawBody.toString('utf8')));
-  }
-  for (const [key, value] of pairs) {
-    if (Object.hasOwn(params, key)) throw invalidParameter(shown(key), 'It must appear only once.');
-    params[key] = value;
-  }
-  return params;
 }
 
 function sha256Hex(data: string | Buffer): string {
@@ -242,8 +189,9 @@ export function signV1(input: V1SignInput): string {
     .digest('base64');
 }
 
-function parseV1(req: RequestToVerify, all: Record<string, string>): SignedRequest {
-  const { Signature: signature, ...rest } = all;
+function parseV1(req: RequestToVerify, collected: CollectedParams): SignedRequest {
+  // v1 signs the query and form parameters; the edge refused any other body for v1.
+  const { Signature: signature, ...rest } = collected.all;
   // Object rest spread gives a normal object back; keep the null prototype.
   const params = Object.assign(Object.create(null) as Record<string, string>, rest);
 
@@ -418,11 +366,8 @@ function parseAuthorization(value: string): Acs3Authorization {
   return { credential, signedHeaders, signature: signature.toLowerCase() };
 }
 
-function parseAcs3(
-  req: RequestToVerify,
-  params: Record<string, string>,
-  authorization: string,
-): SignedRequest {
+function parseAcs3(req: RequestToVerify, collected: CollectedParams, authorization: string): SignedRequest {
+  const params = collected.all;
   const auth = parseAuthorization(authorization);
   const header = (name: string) => headerValue(req.headers, name);
 
@@ -446,7 +391,9 @@ function parseAcs3(
     .map((h) => h.toLowerCase())
     .filter((h) => h.startsWith('x-acs-'));
   const mustSign = ['host', ...sentAcs];
-  if (req.rawBody.length > 0 && isFormBody(req.headers)) mustSign.push('content-type');
+  // A body is read as a form or as JSON by its content-type: whoever signed the body must
+  // have signed how it is to be read, or the same bytes could be re-read another way.
+  if (req.rawBody.length > 0) mustSign.push('content-type');
   if (mustSign.some((h) => !signed.has(h))) throw incompleteSignature();
   const headers = auth.signedHeaders.map((name) => {
     const value = header(name);
@@ -464,7 +411,7 @@ function parseAcs3(
   const canonicalRequest = acs3CanonicalRequest({
     method: req.method,
     path: req.path,
-    query: queryOnly(req),
+    query: collected.query,
     headers,
     hashedPayload,
   });
@@ -481,13 +428,6 @@ function parseAcs3(
   };
 }
 
-/** ACS3 signs only the query; form-body parameters are covered by HashedPayload instead. */
-function queryOnly(req: RequestToVerify): Record<string, string> {
-  const query: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [k, v] of decodeForm(req.rawQuery)) query[k] = v;
-  return query;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Entry points.
 
@@ -500,10 +440,9 @@ function queryOnly(req: RequestToVerify): Record<string, string> {
  *   `IncompleteSignature` (missing/malformed signature parts, unsigned `x-acs-*` headers),
  *   `IllegalTimestamp` (missing or malformed `Timestamp` / `x-acs-date`).
  */
-export function parseSignedRequest(req: RequestToVerify): SignedRequest {
-  const params = collectParams(req);
+export function parseSignedRequest(req: RequestToVerify, collected: CollectedParams = collectParams(req)): SignedRequest {
   const authorization = headerValue(req.headers, 'authorization');
-  return authorization !== undefined ? parseAcs3(req, params, authorization) : parseV1(req, params);
+  return authorization !== undefined ? parseAcs3(req, collected, authorization) : parseV1(req, collected);
 }
 
 /**

@@ -1,0 +1,244 @@
+/**
+ * The request edge: the one place that turns an HTTP request's query string, form body and
+ * ACS3 JSON body into parameters. Everything after it (signature check, dispatch, the
+ * action's zod schema) sees one flat record of strings in which
+ *
+ * - every name is well formed (`Name`, `Name.N`, `Name.N.Field`: no `=`, `&`, controls…) and
+ *   appears once across query, form and JSON body;
+ * - the count, the size of each value and the nesting of the JSON body are bounded, so no
+ *   input can exhaust the stack or the heap (a 150,000-parameter form body and a 5,000-deep
+ *   JSON body were both 500s once);
+ * - no value holds a character that cannot travel verbatim: lone UTF-16 surrogates never,
+ *   C0 controls and DEL only where a field carries free text ({@link FIELD_CHARSETS}).
+ *
+ * It runs before authentication — unauthenticated input is hostile input too — and throws
+ * only client errors (`InvalidParameter`, `ParseRequestParameterException`).
+ */
+import { KmsError, invalidParameter } from '../../domain/errors.js';
+import { type FieldCharset, fieldCharsetOf } from './field-charsets.js';
+
+/** Bounds of what one request may carry. */
+export interface EdgeLimits {
+  /** Parameters across query, form and JSON body. */
+  readonly maxParams: number;
+  /** Characters in one value (field schemas set tighter, per-field limits). */
+  readonly maxValueLength: number;
+  /** Nesting of the ACS3 JSON body: `{}` at the top is depth 1. */
+  readonly maxJsonDepth: number;
+}
+
+/**
+ * TagResources at its largest (50 ResourceId.N + 20 Tag.N.Key/Value) is ~100 parameters;
+ * 512 leaves room and keeps the work per request small. A 6 KiB plaintext with an 8 KiB
+ * context is the largest real value (alibaba-api.md §4.2); 256 Ki characters is far above.
+ */
+export const DEFAULT_EDGE_LIMITS: EdgeLimits = { maxParams: 512, maxValueLength: 262_144, maxJsonDepth: 8 };
+
+/** The parts of an HTTP request the edge reads, exactly as received. */
+export interface RawRequest {
+  /** Everything after the first `?` of the request target, undecoded. */
+  readonly rawQuery: string;
+  /** Header map with lowercase names (`IncomingMessage.headers`). */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** The body bytes as received. */
+  readonly rawBody: Buffer;
+}
+
+/** What kind of body carried parameters. */
+export type BodyKind = 'none' | 'form' | 'json';
+
+/** Parameters in null-prototype records (names are client-controlled). */
+export interface CollectedParams {
+  /** Decoded query parameters: what v1 and ACS3 sign as the query. */
+  readonly query: Readonly<Record<string, string>>;
+  /** Decoded form-body parameters (v1 signs them with the query; ACS3 through the body hash). */
+  readonly form: Readonly<Record<string, string>>;
+  /** Every parameter: query, form and JSON body together, each name once. */
+  readonly all: Readonly<Record<string, string>>;
+  readonly bodyKind: BodyKind;
+}
+
+/**
+ * `Name`, `Name.N` or `Name.N.Field` (alibaba-api.md §4.2 flattening). A name with `=` or `&`
+ * would let a signed ACS3 query be re-read as other parameters (its canonical form does not
+ * encode names), so only this grammar passes.
+ */
+const NAME_RE = /^[A-Za-z][A-Za-z0-9]{0,63}(?:\.[1-9][0-9]{0,3}(?:\.[A-Za-z][A-Za-z0-9]{0,63})?)?$/;
+
+const FORM_MEDIA_TYPE = 'application/x-www-form-urlencoded';
+const JSON_MEDIA_TYPE = 'application/json';
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** Client-supplied names are echoed in messages: keep them short and printable. */
+export function shownName(name: string): string {
+  const printable = name.replace(/[^\x20-\x7e]/g, '?');
+  return printable.length > 64 ? `${printable.slice(0, 64)}…` : printable;
+}
+
+const malformedBody = (why: string) => new KmsError('ParseRequestParameterException', `Server parse parameters exception. ${why}`);
+const tooManyParams = (max: number) => invalidParameter('Parameters', `A request carries at most ${max} parameters.`);
+
+/**
+ * Collects and checks every parameter of a request (see the module comment).
+ * @throws KmsError `InvalidParameter` or `ParseRequestParameterException` (400)
+ */
+export function collectParams(req: RawRequest, limits: EdgeLimits = DEFAULT_EDGE_LIMITS): CollectedParams {
+  const all = Object.create(null) as Record<string, string>;
+  let count = 0;
+  const add = (target: Record<string, string>, name: string, value: string): void => {
+    count += 1;
+    if (count > limits.maxParams) throw tooManyParams(limits.maxParams);
+    checkName(name);
+    if (Object.hasOwn(all, name)) throw invalidParameter(shownName(name), 'It must appear only once.');
+    checkValue(name, value, limits);
+    target[name] = value;
+    if (target !== all) all[name] = value;
+  };
+
+  const query = Object.create(null) as Record<string, string>;
+  for (const [name, value] of decodeForm(req.rawQuery, limits.maxParams)) add(query, name, value);
+
+  const form = Object.create(null) as Record<string, string>;
+  const bodyKind = classifyBody(req);
+  if (bodyKind === 'form') {
+    for (const [name, value] of decodeForm(decodeUtf8(req.rawBody), limits.maxParams)) add(form, name, value);
+  } else if (bodyKind === 'json') {
+    for (const [name, value] of decodeJsonBody(decodeUtf8(req.rawBody), limits)) add(all, name, value);
+  }
+  return { query, form, all, bodyKind };
+}
+
+/**
+ * A body carries parameters as a form (v1 signs them; ACS3 covers them by the body hash) or,
+ * with an ACS3 signature only, as a JSON object. v1 cannot cover a JSON body, so it is
+ * refused rather than silently ignored; any other non-empty body is refused too.
+ */
+function classifyBody(req: RawRequest): BodyKind {
+  if (req.rawBody.length === 0) return 'none';
+  const type = mediaType(req.headers);
+  if (type === FORM_MEDIA_TYPE) return 'form';
+  if (type === JSON_MEDIA_TYPE) {
+    if (req.headers['authorization'] === undefined) {
+      throw malformedBody('A JSON body is read only with an ACS3-HMAC-SHA256 signature; send v1 parameters in the query or a form body.');
+    }
+    return 'json';
+  }
+  throw malformedBody(`A request body must be ${FORM_MEDIA_TYPE} or ${JSON_MEDIA_TYPE}.`);
+}
+
+function mediaType(headers: RawRequest['headers']): string | undefined {
+  const raw = headers['content-type'];
+  const value = Array.isArray(raw) ? raw[0] : raw;
+  return value?.split(';')[0]?.trim().toLowerCase();
+}
+
+function decodeUtf8(body: Buffer): string {
+  try {
+    return utf8.decode(body);
+  } catch {
+    throw malformedBody('The request body is not valid UTF-8.');
+  }
+}
+
+/**
+ * Splits `a=1&b=2` into decoded pairs (`+` is a space, then percent-decoding), stopping as
+ * soon as there are more than `max`: a huge body is refused without being split first.
+ * Empty segments are skipped as `querystring.parse` does.
+ */
+function decodeForm(raw: string, max: number): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  let start = 0;
+  while (start <= raw.length) {
+    let end = raw.indexOf('&', start);
+    if (end === -1) end = raw.length;
+    if (end > start) {
+      if (pairs.length >= max) throw tooManyParams(max);
+      const segment = raw.slice(start, end);
+      const eq = segment.indexOf('=');
+      const name = formDecode(eq < 0 ? segment : segment.slice(0, eq));
+      if (name === '') throw invalidParameter('Parameters', 'The request contains a parameter with an empty name.');
+      pairs.push([name, eq < 0 ? '' : formDecode(segment.slice(eq + 1))]);
+    }
+    start = end + 1;
+  }
+  return pairs;
+}
+
+function formDecode(s: string): string {
+  try {
+    return decodeURIComponent(s.replace(/\+/g, ' '));
+  } catch {
+    // Also what an encoded lone surrogate (%ED%A0%80) gives: it is not UTF-8.
+    throw invalidParameter('Parameters', 'The request parameters are not valid percent-encoded UTF-8.');
+  }
+}
+
+/**
+ * An ACS3 JSON body: one object whose members are parameters. Scalars become their string
+ * form (as the SDKs flatten them); nested objects and arrays travel as their JSON text (an
+ * EncryptionContext given as an object, say) once their depth is known to be small.
+ */
+function decodeJsonBody(text: string, limits: EdgeLimits): Array<[string, string]> {
+  let parsed: unknown;
+  try {
+    // V8's JSON.parse does not recurse on the native stack; JSON.stringify does, hence the depth check below.
+    parsed = JSON.parse(text);
+  } catch {
+    throw malformedBody('The JSON body is malformed.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw malformedBody('The JSON body must be an object.');
+  }
+  if (jsonDepth(parsed, limits.maxJsonDepth) > limits.maxJsonDepth) {
+    throw malformedBody(`The JSON body is nested deeper than ${limits.maxJsonDepth} levels.`);
+  }
+  const pairs: Array<[string, string]> = [];
+  for (const [name, value] of Object.entries(parsed)) {
+    if (value === null) continue;
+    pairs.push([name, typeof value === 'object' ? JSON.stringify(value) : String(value)]);
+  }
+  return pairs;
+}
+
+/** Depth of a parsed JSON value, counted without recursion and abandoned past `limit`. */
+function jsonDepth(root: object, limit: number): number {
+  let deepest = 0;
+  const stack: Array<[unknown, number]> = [[root, 1]];
+  while (stack.length > 0) {
+    const [value, depth] = stack.pop()!;
+    if (typeof value !== 'object' || value === null) continue;
+    deepest = Math.max(deepest, depth);
+    if (deepest > limit) return deepest;
+    for (const child of Object.values(value)) stack.push([child, depth + 1]);
+  }
+  return deepest;
+}
+
+function checkName(name: string): void {
+  if (!NAME_RE.test(name)) {
+    throw invalidParameter(shownName(name), 'It is not a valid parameter name (letters and digits, with .N indexes).');
+  }
+}
+
+/** C0 controls and DEL, except tab, line feed and carriage return. */
+const CONTROLS_EXCEPT_WHITESPACE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/;
+const ALL_CONTROLS = /[\x00-\x1f\x7f]/;
+/** A high surrogate not followed by a low one, or a low one not preceded by a high one. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+const FORBIDDEN_BY_CHARSET: Readonly<Record<FieldCharset, RegExp | undefined>> = {
+  any: undefined,
+  text: CONTROLS_EXCEPT_WHITESPACE,
+  token: ALL_CONTROLS,
+};
+
+function checkValue(name: string, value: string, limits: EdgeLimits): void {
+  if (value.length > limits.maxValueLength) {
+    throw invalidParameter(shownName(name), `It must be at most ${limits.maxValueLength} characters.`);
+  }
+  // Would come back altered (U+FFFD) from Decrypt or a store, so it is refused everywhere.
+  if (LONE_SURROGATE.test(value)) throw invalidParameter(shownName(name), 'It contains an unpaired UTF-16 surrogate.');
+  const forbidden = FORBIDDEN_BY_CHARSET[fieldCharsetOf(name)];
+  if (forbidden?.test(value)) throw invalidParameter(shownName(name), 'It contains a control character.');
+}
