@@ -1,9 +1,13 @@
+import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import express from 'express';
 import { KmsError } from '../domain/errors.js';
+import type { KmsConfig } from '../config.js';
 import type { KmsServices } from '../kms.js';
 import { allActions } from './actions/index.js';
+import { bodyReadRefusal, clientErrorRefusal } from './body-errors.js';
 import { HOST_ID, toErrorResponse } from './errors.js';
 import { healthReport } from './health.js';
 import { createRpcHandler } from './rpc.js';
@@ -20,22 +24,26 @@ export function createApp(kms: KmsServices): express.Express {
     res.status(report.status === 'ok' ? 200 : 503).json(report);
   });
   const rpc = createRpcHandler(kms, allActions);
-  // The signature covers the body bytes exactly as sent: keep them raw.
-  app.post('/', express.raw({ type: () => true, limit: '4mb' }), rpc);
+  // The signature covers the body bytes exactly as sent: keep them raw, never inflated
+  // (a Content-Encoding is answered 415, body-errors.ts).
+  app.post('/', express.raw({ type: () => true, limit: '4mb', inflate: false }), rpc);
   app.get('/', rpc);
   const refuse = (error: KmsError) => (_req: express.Request, res: express.Response) => {
     const { status, body } = toErrorResponse(error, 'none', HOST_ID);
     res.status(status).json(body);
   };
   app.all('/', refuse(new KmsError('UnsupportedHTTPMethod', 'This http method is not supported.')));
-  app.use(refuse(new KmsError('InvalidAction.NotFound', 'Only POST / (the Alibaba RPC endpoint) and GET /health are served.')));  app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
-    const tooLarge = typeof error === 'object' && error !== null && (error as { type?: string }).type === 'entity.too.large';
-    const { status, body } = toErrorResponse(error, 'none', HOST_ID);
-    if (tooLarge) {
-      res.status(413).json({ ...body, Code: 'RequestEntityTooLarge', Message: 'The request body is too large.', HttpStatus: 413 });
-      return;
-    }
-    res.status(status).json(body);
+  app.use(refuse(new KmsError('InvalidAction.NotFound', 'Only POST / (the Alibaba RPC endpoint) and GET /health are served.')));
+  app.use((error: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    const requestId = randomUUID().toUpperCase();
+    const refusal = bodyReadRefusal(error);
+    const { status, body, internal } = toErrorResponse(refusal?.error ?? error, requestId, HOST_ID);
+    const answered = refusal?.status ?? status;
+    if (internal) kms.deps.logger.error({ requestId, err: error }, 'http internal failure');
+    else kms.deps.logger.info({ requestId, code: body.Code, status: answered }, 'http refused');
+    // The peer may be gone (an aborted body): there is then nobody to answer.
+    if (res.headersSent || res.destroyed) return;
+    res.status(answered).set('x-acs-request-id', requestId).json({ ...body, HttpStatus: answered });
   });
   return app;
 }
@@ -47,7 +55,11 @@ export interface RunningServer {
 }
 
 export async function startHttpServer(kms: KmsServices, host: string, port: number): Promise<RunningServer> {
-  const server = http.createServer({ maxHeaderSize: MAX_HEADER_SIZE }, createApp(kms));
+  const server = http.createServer(
+    { maxHeaderSize: MAX_HEADER_SIZE, ...requestDeadlines(kms.deps.config.http) },
+    createApp(kms),
+  );
+  server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => answerClientError(error, socket));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());
@@ -62,4 +74,36 @@ export async function startHttpServer(kms: KmsServices, host: string, port: numb
         server.closeAllConnections();
       }),
   };
+}
+
+/**
+ * A request whose headers or body stall is answered 408 and its connection closed once its
+ * deadline passes, instead of holding a socket for Node's 300 s default. Keep-alive between
+ * requests is unaffected (keepAliveTimeout governs idle sockets). Node checks the deadlines
+ * every `connectionsCheckingInterval` (30 s by default, which would let a stalled request
+ * outlive a short deadline by that much), so the check runs at a fraction of the shorter one.
+ */
+export function requestDeadlines(limits: KmsConfig['http']): Pick<http.ServerOptions, 'requestTimeout' | 'headersTimeout' | 'connectionsCheckingInterval'> {
+  return {
+    requestTimeout: limits.requestTimeoutMs,
+    headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestTimeoutMs),
+    connectionsCheckingInterval: Math.max(25, Math.min(1_000, Math.floor(limits.headersTimeoutMs / 4))),
+  };
+}
+
+/** Answers what Node's parser refused with Alibaba's error body, then closes the connection. */
+function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
+  // Nobody left to answer (the peer reset, or the socket is already closing).
+  if (error.code === 'ECONNRESET' || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const { status, error: refusal } = clientErrorRefusal(error.code);
+  const { body } = toErrorResponse(refusal, randomUUID().toUpperCase(), HOST_ID);
+  const json = JSON.stringify({ ...body, HttpStatus: status });
+  socket.end(
+    `HTTP/1.1 ${status} ${http.STATUS_CODES[status] ?? 'Error'}\r\n` +
+      `Content-Type: application/json;charset=utf-8\r\nContent-Length: ${Buffer.byteLength(json)}\r\n` +
+      `x-acs-request-id: ${body.RequestId}\r\nConnection: close\r\n\r\n${json}`,
+  );
 }

@@ -1,0 +1,143 @@
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requestDeadlines } from '../../src/api/app.js';
+import { loadConfig } from '../../src/config.js';
+import { openApiClient } from '../helpers/sdk.js';
+import { type TestServer, startServer } from '../helpers/server.js';
+
+/**
+ * Issue 13, the HTTP edge: stalled requests are dropped at a configured deadline, and every
+ * failure of the body reader is an Alibaba error body with a 4xx, never a 500. Requests are
+ * written on raw sockets, as a broken or hostile client would.
+ */
+let server: TestServer;
+
+beforeAll(async () => {
+  server = await startServer({ env: { KMS_REQUEST_TIMEOUT_MS: '400', KMS_HEADERS_TIMEOUT_MS: '300' } });
+});
+
+afterAll(async () => {
+  await server?.stop();
+});
+
+interface RawExchange {
+  /** Everything the server sent before closing. */
+  received: string;
+  /** Whether the server closed the connection before the deadline. */
+  closed: boolean;
+}
+
+/** Writes `chunks` on a fresh socket (keeping it open unless `end`) and waits, bounded, for the server to close it. */
+async function rawExchange(chunks: Array<string | Buffer>, options: { end?: boolean; deadlineMs?: number } = {}): Promise<RawExchange> {
+  const socket = net.connect(server.port, '127.0.0.1');
+  let received = '';
+  socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+  socket.on('error', () => undefined);
+  const closed = new Promise<boolean>((resolve) => {
+    socket.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), options.deadlineMs ?? 10_000).unref();
+  });
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  for (const chunk of chunks) socket.write(chunk);
+  if (options.end) socket.end();
+  const result = { received, closed: await closed };
+  result.received = received;
+  socket.destroy();
+  return result;
+}
+
+const statusOf = (received: string) => Number(/^HTTP\/1\.1 (\d{3})/.exec(received)?.[1]);
+const bodyOf = (received: string) => JSON.parse(received.slice(received.indexOf('\r\n\r\n') + 4)) as Record<string, unknown>;
+const head = (lines: string[]) => `${lines.join('\r\n')}\r\n\r\n`;
+
+describe('stalled requests', () => {
+  it('a body that stops half-way is dropped at the request deadline, not after minutes', async () => {
+    const started = Date.now();
+    const exchange = await rawExchange([
+      head(['POST /?Action=ListKeys HTTP/1.1', 'Host: kms', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 100']),
+      'PageSize=1&Pag',
+    ]);
+    expect(exchange.closed).toBe(true);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Answered 408 with Alibaba's body before the close; never a 500.
+    expect(statusOf(exchange.received)).toBe(408);
+    expect(bodyOf(exchange.received)).toMatchObject({ Code: 'RequestTimeout', HttpStatus: 408 });
+  });
+
+  it('headers that never finish are dropped too', async () => {
+    const exchange = await rawExchange(['POST / HTTP/1.1\r\nHost: kms\r\nX-Slow: ']);
+    expect(exchange.closed).toBe(true);
+  });
+
+  it('keep-alive still serves the SDK: many calls on one server with the short deadlines', async () => {
+    const client = openApiClient(server.endpoint, server.admin);
+    for (let i = 0; i < 5; i++) expect((await client('ListKeys', {})).RequestId).toBeTruthy();
+  });
+
+  it('the headers deadline never exceeds the request deadline, and the checks run often enough to honour it', () => {
+    const http = loadConfig({ KMS_REQUEST_TIMEOUT_MS: '300' }).http;
+    expect(http).toEqual({ requestTimeoutMs: 300, headersTimeoutMs: 300 });
+    expect(requestDeadlines(http)).toEqual({ requestTimeout: 300, headersTimeout: 300, connectionsCheckingInterval: 75 });
+    expect(loadConfig({}).http).toEqual({ requestTimeoutMs: 30_000, headersTimeoutMs: 20_000 });
+    expect(() => loadConfig({ KMS_REQUEST_TIMEOUT_MS: '1000', KMS_HEADERS_TIMEOUT_MS: '2000' })).toThrow(/KMS_HEADERS_TIMEOUT_MS/);
+  });
+});
+
+describe('failures of the body reader are Alibaba 4xx answers', () => {
+  const post = (headers: string[], body: Buffer | string) =>
+    rawExchange([head(['POST / HTTP/1.1', 'Host: kms', 'Connection: close', `Content-Length: ${Buffer.byteLength(body)}`, ...headers]), body]);
+
+  it('Content-Encoding: gzip with a garbage body → 415 InvalidParameter', async () => {
+    const exchange = await post(['Content-Type: application/x-www-form-urlencoded', 'Content-Encoding: gzip'], Buffer.from('not gzip at all'));
+    expect(statusOf(exchange.received)).toBe(415);
+    const body = bodyOf(exchange.received);
+    expect([body.Code, body.HttpStatus]).toEqual(['InvalidParameter', 415]);
+    expect(body.Message).toContain('Content-Encoding');
+    expect(body.RequestId).toMatch(/^[0-9A-F-]{36}$/);
+  });
+
+  it('an unknown Content-Encoding → 415', async () => {
+    const exchange = await post(['Content-Encoding: x-custom'], 'Action=ListKeys');
+    expect([statusOf(exchange.received), bodyOf(exchange.received).Code]).toEqual([415, 'InvalidParameter']);
+  });
+
+  it('an unknown charset is not a server failure', async () => {
+    const exchange = await post(['Content-Type: application/x-www-form-urlencoded; charset=no-such-charset'], 'Action=ListKeys');
+    const status = statusOf(exchange.received);
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(status).toBeLessThan(500);
+  });
+
+  it('a body shorter than its Content-Length (the client half-closes) → 400 InvalidParameter', async () => {
+    const exchange = await rawExchange(
+      [head(['POST / HTTP/1.1', 'Host: kms', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 50']), 'Action=ListKeys'],
+      { end: true },
+    );
+    expect(statusOf(exchange.received)).toBe(400);
+    expect(bodyOf(exchange.received).Code).toBe('InvalidParameter');
+  });
+
+  it('an aborted body is logged as a 400 refusal, never as an internal failure', async () => {
+    const before = server.logs.length;
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    // `Expect: 100-continue`: Node answers 100 as it hands the request to express, so the
+    // body reader is listening when the client aborts.
+    const continued = new Promise<void>((resolve) => socket.once('data', () => resolve()));
+    socket.write(head(['POST / HTTP/1.1', 'Host: kms', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 1000', 'Expect: 100-continue']));
+    await continued;
+    socket.write('Action=ListKeys&');
+    socket.destroy();
+    const deadline = Date.now() + 10_000;
+    const refusal = () => server.logs.slice(before).map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => l.msg === 'http refused');
+    while (!refusal() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(refusal()).toMatchObject({ code: 'InvalidParameter', status: 400 });
+    expect(server.logs.slice(before).join('\n')).not.toContain('internal failure');
+  });
+
+  it('a body over 4 MiB → 413 RequestEntityTooLarge', async () => {
+    const exchange = await post(['Content-Type: application/x-www-form-urlencoded'], Buffer.alloc(4 * 1024 * 1024 + 1, 'a'));
+    expect([statusOf(exchange.received), bodyOf(exchange.received).Code]).toEqual([413, 'RequestEntityTooLarge']);
+  });
+});
