@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
 import { KmsError, invalidParameter, noPermission } from '../domain/errors.js';
 import type { KmsServices } from '../kms.js';
+import { assertAccessKeyEnabled } from '../services/access.js';
 import type { Caller } from '../services/context.js';
 import type { Action, ActionTable } from './actions/action.js';
 import { translatePgError } from '../store/db.js';
@@ -80,11 +81,12 @@ function checkHost(host: string | undefined, allowed: readonly string[]): void {
   }
 }
 
-/** Timestamp window, access key, signature, then the nonce (claimed only for a valid signature, so nobody can burn another's nonces). */
+/** Timestamp window, access key, signature, the key's status (only now: no oracle of disabled ids), then the nonce (claimed only for a valid signature, so nobody can burn another's nonces). */
 async function authenticate(kms: KmsServices, signed: SignedRequest, requestId: string, now: Date, maxSkewMs: number): Promise<Caller> {
   checkTimestamp(signed.timestamp, now, maxSkewMs);
   const { accessKey, secret } = await kms.credentials.lookup(signed.accessKeyId);
   verifySignature(signed, secret);
+  assertAccessKeyEnabled(accessKey);
   await kms.nonces.claim(accessKey.id, signed.nonce);
   return { accessKeyId: accessKey.id, role: accessKey.role, instanceIds: accessKey.instanceIds, requestId };
 }

@@ -5,8 +5,6 @@ import { recordAudit } from '../store/audit.js';
 import type { Caller, ServiceDeps } from './context.js';
 
 const ALPHANUMERIC = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-/** Secrets and their access keys are cached briefly so a disabled key stops working within seconds. */
-const SECRET_CACHE_MS = 5_000;
 
 function randomString(length: number, alphabet = ALPHANUMERIC): string {
   // Rejection sampling keeps the distribution uniform over the alphabet.
@@ -61,8 +59,11 @@ interface CachedCredential {
 }
 
 /**
- * Looks access keys up for request verification, keeping unsealed secrets in memory for a
- * few seconds (the hot path must not pay a database read and an HSM call per request).
+ * Looks access keys up for request verification, keeping unsealed secrets in memory for
+ * `config.accessKeyCacheTtlMs` (KMS_ACCESS_KEY_CACHE_TTL_MS, 5 s by default): the hot path
+ * must not pay a database read and an HSM call per request. The TTL is also the bound on how
+ * long another process keeps honouring a key after it was disabled (or its role or instances
+ * changed); the process that changes a key calls `invalidate` at once. 0 turns the cache off.
  */
 export class CredentialDirectory {
   private readonly cache = new Map<string, CachedCredential>();
@@ -70,28 +71,34 @@ export class CredentialDirectory {
   constructor(private readonly deps: ServiceDeps) {}
 
   /**
-   * @throws InvalidAccessKeyId.NotFound (404) for an unknown id, Forbidden.AccessKey (403) when disabled.
+   * The access key, whatever its status, with its secret. Whether it is enabled is for the
+   * caller to check *after* the signature (`assertAccessKeyEnabled`): checking it first would
+   * tell anyone without the secret which key ids are disabled.
+   * @throws InvalidAccessKeyId.NotFound (404) for an unknown id.
    */
   async lookup(accessKeyId: string): Promise<{ accessKey: AccessKey; secret: string }> {
-    const now = Date.now();
+    const now = this.deps.clock.now().getTime();
     const cached = this.cache.get(accessKeyId);
-    if (cached && cached.expiresAt > now) return this.checked(cached);
+    if (cached && cached.expiresAt > now) return { accessKey: cached.accessKey, secret: cached.secret };
     const accessKey = await getAccessKey(this.deps.db, accessKeyId);
     if (!accessKey) {
       throw new KmsError('InvalidAccessKeyId.NotFound', 'The AccessKey ID provided does not exist in our records.');
     }
     const secret = (await this.deps.hsm.unsealWithRootKey(accessKey.sealedSecret, Buffer.from(accessKey.id))).toString('utf8');
-    const entry = { accessKey, secret, expiresAt: now + SECRET_CACHE_MS };
-    this.cache.set(accessKeyId, entry);
-    return this.checked(entry);
+    const ttl = this.deps.config.accessKeyCacheTtlMs;
+    if (ttl > 0) this.cache.set(accessKeyId, { accessKey, secret, expiresAt: now + ttl });
+    return { accessKey, secret };
   }
 
   invalidate(accessKeyId: string): void {
     this.cache.delete(accessKeyId);
   }
+}
 
-  private checked(entry: CachedCredential): { accessKey: AccessKey; secret: string } {
-    if (entry.accessKey.status !== 'Enabled') throw new KmsError('Forbidden.AccessKey', 'This AccessKey is not enabled.');
-    return { accessKey: entry.accessKey, secret: entry.secret };
-  }
+/**
+ * Refuses a disabled access key; call it once the request's signature is verified.
+ * @throws Forbidden.AccessKey (403)
+ */
+export function assertAccessKeyEnabled(accessKey: Pick<AccessKey, 'status'>): void {
+  if (accessKey.status !== 'Enabled') throw new KmsError('Forbidden.AccessKey', 'This AccessKey is not enabled.');
 }
