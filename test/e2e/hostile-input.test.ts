@@ -280,3 +280,25 @@ describe('the server after a hostile burst', () => {
     expect(enc.status, enc.text).toBe(200);
   });
 });
+
+describe('KMS_ALLOWED_HOSTS', () => {
+  it('default (empty): a request signed for another endpoint is served, as its signature is valid', async () => {
+    const a = await record(sendAcs3(server.endpoint, { action: 'ListKeys', host: 'kms.cn-shanghai.aliyuncs.com' }, server.admin));
+    expect(a.status, a.text).toBe(200);
+  });
+
+  it('set: only the listed Host values are served, whatever the signature covers', async () => {
+    const limited = await startServer({ env: { KMS_ALLOWED_HOSTS: 'kms.example.test, KMS.Example.Test:8443' } });
+    try {
+      const other = await sendAcs3(limited.endpoint, { action: 'ListKeys', host: 'kms.cn-shanghai.aliyuncs.com' }, limited.admin);
+      expectRefused(other, 'InvalidParameter');
+      expect(String(other.body['Message'])).toContain('KMS_ALLOWED_HOSTS');
+      for (const host of ['kms.example.test', 'kms.example.test:8443']) {
+        const ok = await sendAcs3(limited.endpoint, { action: 'ListKeys', host }, limited.admin);
+        expect(ok.status, ok.text).toBe(200);
+      }
+    } finally {
+      await limited.stop();
+    }
+  });
+});
