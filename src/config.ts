@@ -11,6 +11,8 @@ const envSchema = z.object({
   KMS_HOST: z.string().default('127.0.0.1'),
   KMS_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
   DATABASE_URL: z.string().optional(),
+  /** Connections in the service's pg pool (the quickstart's embedded store: 1, see cli/local-kms.ts). */
+  KMS_DB_POOL_SIZE: z.coerce.number().int().min(1).max(1000).default(10),
   REDIS_URL: z.string().optional(),
   KMS_PKCS11_MODULE: z.string().default('/usr/lib/softhsm/libsofthsm2.so'),
   KMS_HSM_TOKEN_LABEL: z.string().min(1).max(32).default('hsm-kms'),
@@ -44,6 +46,8 @@ export interface KmsConfig {
   host: string;
   port: number;
   databaseUrl: string | undefined;
+  /** Size of the pg pool (KMS_DB_POOL_SIZE). */
+  databasePoolSize: number;
   redisUrl: string | undefined;
   hsm: {
     modulePath: string;
@@ -86,6 +90,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
     host: e.KMS_HOST,
     port: e.KMS_PORT,
     databaseUrl: e.DATABASE_URL || undefined,
+    databasePoolSize: e.KMS_DB_POOL_SIZE,
     redisUrl: e.REDIS_URL || undefined,
     hsm: {
       modulePath: e.KMS_PKCS11_MODULE,

@@ -52,7 +52,7 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
     for (const close of opened.reverse()) await close().catch(() => undefined);
   };
   try {
-    const db: Db = createDb(config.databaseUrl);
+    const db: Db = createDb(config.databaseUrl, config.databasePoolSize);
     opened.push(() => db.end());
     if (options.migrate !== false) await migrate(db);
 

@@ -15,22 +15,27 @@ export interface RunningKms {
 /** `kms serve`: the composition root, the admin credentials on first start, and the HTTP server. */
 export async function runServer(config: KmsConfig, options: { logger?: Logger } = {}): Promise<RunningKms> {
   const kms = await createKms(config, options.logger ? { logger: options.logger } : {});
+  let http: RunningServer | undefined;
   try {
-    const http = await startHttpServer(kms, config.host, config.port);
+    http = await startHttpServer(kms, config.host, config.port);
     const endpoint = `${config.host}:${http.port}`;
     const { file } = await ensureAdminCredentials(kms.deps, endpoint);
     kms.deps.logger.info({ endpoint }, 'hsm-kms listening');
+    const running = http;
     return {
       kms,
-      http,
+      http: running,
       endpoint,
       credentialsFile: file,
       async stop() {
-        await http.close();
+        await running.close();
         await kms.close();
       },
     };
   } catch (error) {
+    // A start-up that fails after the listener is up must not leave it answering every request
+    // with 500 ("Cannot use a pool after calling end"): close it, then the rest, then report.
+    await http?.close().catch(() => undefined);
     await kms.close();
     throw error;
   }

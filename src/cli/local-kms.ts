@@ -6,23 +6,40 @@ import { type Kms, createKms } from '../kms.js';
 /** Where a running quickstart records the embedded Postgres / private Redis it started. */
 export const runtimeFile = (dataDir: string) => path.join(dataDir, 'runtime.json');
 
+/** The pool size against the embedded store: it has one backend, one connection is its throughput. */
+export const EMBEDDED_DB_POOL_SIZE = 1;
+
+/**
+ * What a running quickstart records in `runtime.json` (0600). The URLs carry the
+ * local-services secret: print them nowhere.
+ */
+export interface LocalRuntime {
+  databaseUrl: string;
+  redisUrl: string;
+  databasePoolSize: number;
+}
+
 /**
  * The configuration for local admin commands: the environment, plus the URLs of a running
- * quickstart's embedded Postgres and private Redis when DATABASE_URL / REDIS_URL are unset.
+ * quickstart's embedded Postgres and private Redis when DATABASE_URL / REDIS_URL are unset
+ * (and then the quickstart's pool size, 1 for its embedded store).
  */
 export async function localConfig(): Promise<KmsConfig> {
   const config = loadConfig();
   if (config.databaseUrl && config.redisUrl) return config;
+  let runtime: Partial<LocalRuntime>;
   try {
-    const runtime = JSON.parse(await readFile(runtimeFile(config.dataDir), 'utf8')) as { databaseUrl?: string; redisUrl?: string };
-    return {
-      ...config,
-      databaseUrl: config.databaseUrl ?? runtime.databaseUrl,
-      redisUrl: config.redisUrl ?? runtime.redisUrl,
-    };
+    runtime = JSON.parse(await readFile(runtimeFile(config.dataDir), 'utf8')) as Partial<LocalRuntime>;
   } catch {
     return config;
   }
+  const attachesDatabase = !config.databaseUrl && typeof runtime.databaseUrl === 'string';
+  return {
+    ...config,
+    databaseUrl: config.databaseUrl ?? runtime.databaseUrl,
+    redisUrl: config.redisUrl ?? runtime.redisUrl,
+    databasePoolSize: attachesDatabase && typeof runtime.databasePoolSize === 'number' ? runtime.databasePoolSize : config.databasePoolSize,
+  };
 }
 
 /** Runs an admin command against the local store and HSM, closing everything afterwards. */

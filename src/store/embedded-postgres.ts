@@ -1,38 +1,59 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
-import { PGLiteSocketServer } from '@electric-sql/pglite-socket';
+import { EmbeddedWireServer } from './embedded/wire-server.js';
 
 /**
  * Embedded Postgres for the quickstart: PGlite (Postgres compiled to WASM, in this process)
- * behind pglite-socket, so the rest of the service talks to it with `pg` over the wire exactly
- * as it talks to a real server.
+ * behind our own wire-protocol front (store/embedded/), so the rest of the service talks to it
+ * with `pg` over the wire exactly as it talks to a real server.
  *
- * Limits (DESIGN.md, "Embedded Postgres for the quickstart"): PGlite has one backend, so
- * transactions from different connections are serialised, never interleaved; LISTEN/NOTIFY
- * does not cross connections. It is for one host and the quickstart, not for production.
+ * What it guarantees (DESIGN.md, "Embedded Postgres for the quickstart"; issue 13):
+ * - PGlite has one backend. The front admits one client connection's *round* at a time — from
+ *   its first message until ReadyForQuery says the backend is idle with no transaction open —
+ *   so statements and transactions of different connections never interleave, whatever the
+ *   number of connections (pgbouncer's transaction-pooling rule). pglite-socket, used before,
+ *   queued single messages and answered `Encrypt(A)` with key B under load.
+ * - A connection that disconnects, or holds the gate silent for `idleInTransactionTimeoutMs`,
+ *   is rolled back, and the next one goes on.
+ * - Every client must present the password (the quickstart's local-services secret): the
+ *   database runs as superuser, so an open port would let any local process rewrite
+ *   `access_keys`. Cleartext over loopback, compared in constant time.
+ * Limits: one statement runs at a time (throughput is one backend's); session state (SET,
+ * named prepared statements, LISTEN) is shared by all connections — the service uses none, and
+ * LISTEN/NOTIFY does not cross connections. It is for one host and the quickstart, not for
+ * production.
  */
 
 /** Options for {@link startEmbeddedPostgres}. */
 export interface EmbeddedPostgresOptions {
   /** The service data dir; the database files live in `<dataDir>/pglite`. */
   dataDir: string;
+  /** The password every client must send (the quickstart's local-services secret). */
+  password: string;
   /**
    * TCP port. When omitted, 54329 is tried first and then the next few ports; when given, only
    * that port is used (0 lets the OS pick one).
    */
   port?: number;
-  /** Address to bind; defaults to 127.0.0.1 (the database has no password). */
+  /** Address to bind; defaults to 127.0.0.1. */
   host?: string;
-  /** Most client connections served at once (default 32); `pg.Pool` sizes must stay below it. */
+  /** Most client connections served at once (default 32). */
   maxConnections?: number;
+  /** A connection holding the database silent for this long is disconnected and rolled back (default 15 s). */
+  idleInTransactionTimeoutMs?: number;
 }
 
 /** A running embedded Postgres. */
 export interface EmbeddedPostgres {
-  /** `postgres://postgres@HOST:PORT/postgres`, usable as `pg.Pool`'s `connectionString`. */
+  /**
+   * `postgres://postgres:<password>@HOST:PORT/postgres`, usable as `pg.Pool`'s
+   * `connectionString`. It carries the secret: never log it.
+   */
   url: string;
-  /** Closes the socket server and then the database cleanly; the data stays on disk. */
+  /** The bound TCP port. */
+  port: number;
+  /** Closes the server (rolling back open rounds) and then the database; the data stays on disk. */
   stop(): Promise<void>;
 }
 
@@ -49,6 +70,7 @@ const PORT_ATTEMPTS = 10;
  * @returns the connection URL and a `stop()` that closes the server and the database.
  */
 export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
+  if (opts.password.length === 0) throw new Error('The embedded Postgres needs a password.');
   const host = opts.host ?? '127.0.0.1';
   const pgDir = path.resolve(opts.dataDir, 'pglite');
   await fs.mkdir(pgDir, { recursive: true, mode: 0o700 });
@@ -58,15 +80,22 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
   let db: PGlite | undefined;
   try {
     db = await PGlite.create(pgDir);
-    const { server, port } = await listen(db, host, opts.port, opts.maxConnections ?? 32);
     const openDb = db;
+    const { server, port } = await listen(host, opts.port, () => {
+      return new EmbeddedWireServer({
+        db: openDb,
+        password: opts.password,
+        maxConnections: opts.maxConnections ?? 32,
+        ...(opts.idleInTransactionTimeoutMs !== undefined ? { idleInTransactionTimeoutMs: opts.idleInTransactionTimeoutMs } : {}),
+      });
+    });
     let stopped: Promise<void> | undefined;
     const stop = (): Promise<void> => {
       // Idempotent: a signal handler and a finally block may both call it.
       stopped ??= (async () => {
         try {
+          // Resolves after every connection's open round is rolled back, so closing is safe.
           await server.stop();
-          await waitForQueueToDrain(server);
           await openDb.close();
         } finally {
           await fs.rm(lockPath, { force: true });
@@ -75,7 +104,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
       return stopped;
     };
     const urlHost = host.includes(':') ? `[${host}]` : host;
-    return { url: `postgres://postgres@${urlHost}:${port}/postgres`, stop };
+    return { url: `postgres://postgres:${encodeURIComponent(opts.password)}@${urlHost}:${port}/postgres`, port, stop };
   } catch (error) {
     if (db && !db.closed) await db.close().catch(() => undefined);
     await fs.rm(lockPath, { force: true });
@@ -84,52 +113,27 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
 }
 
 async function listen(
-  db: PGlite,
   host: string,
   requestedPort: number | undefined,
-  maxConnections: number,
-): Promise<{ server: PGLiteSocketServer; port: number }> {
+  createServer: () => EmbeddedWireServer,
+): Promise<{ server: EmbeddedWireServer; port: number }> {
   const candidates =
     requestedPort === undefined
       ? Array.from({ length: PORT_ATTEMPTS }, (_, i) => DEFAULT_EMBEDDED_PG_PORT + i)
       : [requestedPort];
   let lastError: unknown;
   for (const candidate of candidates) {
-    // A server object cannot be restarted after a failed listen, so each attempt gets its own.
-    // maxConnections defaults to 1 in pglite-socket, which would starve any pool.
-    const server = new PGLiteSocketServer({ db, host, port: candidate, maxConnections });
+    const server = createServer();
     try {
-      await server.start();
+      return { server, port: await server.listen(host, candidate) };
     } catch (error) {
       lastError = error;
-      await server.stop().catch(() => undefined);
       if (errnoCode(error) === 'EADDRINUSE' || errnoCode(error) === 'EACCES') continue;
       throw error;
     }
-    const conn = server.getServerConn();
-    const port = Number(conn.slice(conn.lastIndexOf(':') + 1));
-    if (!Number.isInteger(port) || port <= 0) {
-      await server.stop();
-      throw new Error(`pglite-socket reported an unexpected address: ${conn}`);
-    }
-    return { server, port };
   }
   const tried = candidates.length === 1 ? `port ${candidates[0]}` : `ports ${candidates[0]}-${candidates.at(-1)}`;
   throw new Error(`Cannot start the embedded Postgres on ${host} (${tried} unavailable): ${errorMessage(lastError)}`);
-}
-
-/**
- * server.stop() detaches handlers without waiting, and a detaching handler may still roll back
- * its open transaction; closing the database under it would fail, so wait for that first.
- */
-async function waitForQueueToDrain(server: PGLiteSocketServer): Promise<void> {
-  const deadline = Date.now() + 5_000;
-  for (;;) {
-    await new Promise((resolve) => setImmediate(resolve));
-    if (server.getStats().queuedQueries === 0 && !server.db.isInTransaction()) return;
-    if (Date.now() > deadline) return;
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 /** Creates `lockPath` holding our pid; takes over a lock whose owner no longer runs. */

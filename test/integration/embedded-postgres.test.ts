@@ -15,7 +15,8 @@ async function occupy(port: number): Promise<net.Server | undefined> {
   });
 }
 
-describe('embedded Postgres (PGlite over pglite-socket)', () => {
+describe('embedded Postgres (PGlite behind our wire-protocol front)', () => {
+  const password = 'test-secret-0123456789';
   let dataDir: string;
   let running: EmbeddedPostgres | undefined;
 
@@ -29,8 +30,8 @@ describe('embedded Postgres (PGlite over pglite-socket)', () => {
   });
 
   it('serves pg.Pool: DDL, transactions, FOR UPDATE, serialised writers; data survives a restart', async () => {
-    running = await startEmbeddedPostgres({ dataDir, port: 0 });
-    expect(running.url).toMatch(/^postgres:\/\/postgres@127\.0\.0\.1:\d+\/postgres$/);
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
+    expect(running.url).toMatch(/^postgres:\/\/postgres:[^@]+@127\.0\.0\.1:\d+\/postgres$/);
 
     let pool = new pg.Pool({ connectionString: running.url, max: 4 });
     try {
@@ -82,7 +83,7 @@ describe('embedded Postgres (PGlite over pglite-socket)', () => {
     running = undefined;
 
     // Same data dir, fresh process state: the committed rows are still there.
-    running = await startEmbeddedPostgres({ dataDir, port: 0 });
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
     pool = new pg.Pool({ connectionString: running.url, max: 4 });
     try {
       const { rows } = await pool.query<{ id: string; used: number }>('SELECT id, used FROM quota ORDER BY id');
@@ -95,8 +96,8 @@ describe('embedded Postgres (PGlite over pglite-socket)', () => {
   });
 
   it('refuses a second server on the same data dir', async () => {
-    running = await startEmbeddedPostgres({ dataDir, port: 0 });
-    await expect(startEmbeddedPostgres({ dataDir, port: 0 })).rejects.toThrow(/already running/);
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
+    await expect(startEmbeddedPostgres({ dataDir, port: 0, password })).rejects.toThrow(/already running/);
     await running.stop();
     running = undefined;
   });
@@ -104,7 +105,7 @@ describe('embedded Postgres (PGlite over pglite-socket)', () => {
   it('moves to the next port when the default one is taken', async () => {
     const blocker = await occupy(DEFAULT_EMBEDDED_PG_PORT);
     try {
-      running = await startEmbeddedPostgres({ dataDir });
+      running = await startEmbeddedPostgres({ dataDir, password });
       const port = Number(new URL(running.url).port);
       expect(port).toBeGreaterThanOrEqual(DEFAULT_EMBEDDED_PG_PORT);
       expect(port).toBeLessThan(DEFAULT_EMBEDDED_PG_PORT + 10);
@@ -120,5 +121,98 @@ describe('embedded Postgres (PGlite over pglite-socket)', () => {
     } finally {
       await new Promise<void>((resolve) => (blocker ? blocker.close(() => resolve()) : resolve()));
     }
+  });
+
+  it('refuses a client without the password, or with a wrong one (28P01), and serves one with it', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
+    const url = new URL(running.url);
+    for (const candidate of ['', 'wrong-password']) {
+      url.password = candidate;
+      const client = new pg.Client({ connectionString: url.toString(), connectionTimeoutMillis: 5_000 });
+      client.on('error', () => undefined);
+      await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
+      await client.end().catch(() => undefined);
+    }
+    const client = new pg.Client({ connectionString: running.url });
+    await client.connect();
+    try {
+      expect((await client.query<{ superuser: string }>("SELECT current_setting('is_superuser') AS superuser")).rows).toHaveLength(1);
+    } finally {
+      await client.end();
+    }
+    await running.stop();
+    running = undefined;
+  });
+
+  it('never interleaves connections: each of many concurrent parameterised queries gets its own answer', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
+    const pool = new pg.Pool({ connectionString: running.url, max: 16 });
+    try {
+      const answers = await Promise.all(
+        Array.from({ length: 400 }, async (_, i) => {
+          if (i % 4 === 0) {
+            // A transaction in the middle of the stream keeps the others out until it ends.
+            const c = await pool.connect();
+            try {
+              await c.query('BEGIN');
+              const { rows } = await c.query<{ n: number }>('SELECT $1::int AS n', [i]);
+              await c.query('COMMIT');
+              return rows[0]?.n;
+            } finally {
+              c.release();
+            }
+          }
+          return (await pool.query<{ n: number; s: string }>('SELECT $1::int AS n, $2::text AS s', [i, `q${i}`])).rows[0]?.n;
+        }),
+      );
+      expect(answers).toEqual(Array.from({ length: 400 }, (_, i) => i));
+    } finally {
+      await pool.end();
+    }
+    await running.stop();
+    running = undefined;
+  });
+
+  it('rolls back a connection that disconnects inside a transaction, and the next one goes on', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password });
+    const pool = new pg.Pool({ connectionString: running.url, max: 2 });
+    try {
+      await pool.query('CREATE TABLE IF NOT EXISTS abandoned (id text PRIMARY KEY)');
+      const client = new pg.Client({ connectionString: running.url });
+      client.on('error', () => undefined);
+      await client.connect();
+      await client.query('BEGIN');
+      await client.query("INSERT INTO abandoned (id) VALUES ('left-open')");
+      // The pool's query waits at the gate behind the open transaction…
+      const waiting = pool.query<{ n: string }>('SELECT count(*) AS n FROM abandoned');
+      // …until the holder goes away without COMMIT.
+      (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      expect((await waiting).rows).toEqual([{ n: '0' }]);
+    } finally {
+      await pool.end();
+    }
+    await running.stop();
+    running = undefined;
+  });
+
+  it('disconnects a connection that holds a transaction open and silent past the idle timeout', async () => {
+    running = await startEmbeddedPostgres({ dataDir, port: 0, password, idleInTransactionTimeoutMs: 500 });
+    const pool = new pg.Pool({ connectionString: running.url, max: 2 });
+    try {
+      await pool.query('CREATE TABLE IF NOT EXISTS idle_tx (id text PRIMARY KEY)');
+      const holder = new pg.Client({ connectionString: running.url });
+      const holderError = new Promise<Error>((resolve) => holder.on('error', resolve));
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query("INSERT INTO idle_tx (id) VALUES ('never-committed')");
+      // Another client is admitted once the silent holder is cut off, and sees nothing of it.
+      expect((await pool.query<{ n: string }>('SELECT count(*) AS n FROM idle_tx')).rows).toEqual([{ n: '0' }]);
+      expect((await holderError).message).toMatch(/idle-in-transaction timeout/);
+      await holder.end().catch(() => undefined);
+    } finally {
+      await pool.end();
+    }
+    await running.stop();
+    running = undefined;
   });
 });

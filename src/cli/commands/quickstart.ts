@@ -1,12 +1,14 @@
-import { rm, writeFile } from 'node:fs/promises';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import type { Command } from 'commander';
-import { loadConfig } from '../../config.js';
+import { type KmsConfig, loadConfig } from '../../config.js';
 import { startJobWorkers } from '../../jobs/workers.js';
 import { runServer, stopOnSignals } from '../../main.js';
 import { ensureDefaultInstances } from '../../services/bootstrap.js';
 import { startEmbeddedPostgres } from '../../store/embedded-postgres.js';
+import { type LocalRuntime, EMBEDDED_DB_POOL_SIZE, runtimeFile } from '../local-kms.js';
 import { startPrivateRedis } from '../local-redis.js';
-import { runtimeFile } from '../local-kms.js';
+import { loadOrCreateLocalServicesSecret } from '../local-services-secret.js';
 import { initHsm } from './hsm.js';
 
 /**
@@ -25,11 +27,17 @@ export function registerQuickstartCommand(program: Command): void {
         for (const stop of stops.reverse()) await stop().catch(() => undefined);
       };
       try {
+        // Before anything is provisioned: a taken port is the commonest failure, and the
+        // cheapest to report.
+        await assertPortFree(base.host, base.port);
         const hsm = await initHsm({ quiet: true });
-        const databaseUrl = base.databaseUrl ?? (await started(stops, await startEmbeddedPostgres({ dataDir: base.dataDir })));
-        const redisUrl = base.redisUrl ?? (await started(stops, await startPrivateRedis({ dataDir: base.dataDir })));
-        const config = { ...base, databaseUrl, redisUrl };
-        await writeFile(runtimeFile(base.dataDir), `${JSON.stringify({ databaseUrl, redisUrl, pid: process.pid })}\n`, { mode: 0o600 });
+        // The embedded Postgres and the private Redis require it (issue 13, section 2).
+        const secret = !base.databaseUrl || !base.redisUrl ? await loadOrCreateLocalServicesSecret(base.dataDir) : '';
+        const databaseUrl = base.databaseUrl ?? (await started(stops, await startEmbeddedPostgres({ dataDir: base.dataDir, password: secret })));
+        const redisUrl = base.redisUrl ?? (await started(stops, await startPrivateRedis({ dataDir: base.dataDir, password: secret })));
+        // One pg connection to the one-backend embedded store: more would only queue at its gate.
+        const config: KmsConfig = { ...base, databaseUrl, redisUrl, databasePoolSize: base.databaseUrl ? base.databasePoolSize : EMBEDDED_DB_POOL_SIZE };
+        await writeRuntime(base.dataDir, { databaseUrl, redisUrl, databasePoolSize: config.databasePoolSize, pid: process.pid });
         stops.push(() => rm(runtimeFile(base.dataDir), { force: true }));
         const running = await runServer(config);
         stops.push(() => running.stop());
@@ -44,6 +52,28 @@ export function registerQuickstartCommand(program: Command): void {
         throw error;
       }
     });
+}
+
+/** `KMS_PORT` must be free (0: any port is). Probed by binding it briefly. */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const error = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', (e: NodeJS.ErrnoException) => resolve(e));
+    probe.listen(port, host, () => probe.close(() => resolve(undefined)));
+  });
+  if (!error) return;
+  const reason = error.code === 'EADDRINUSE' ? 'is already in use' : `cannot be bound (${error.code ?? error.message})`;
+  throw new Error(`KMS_PORT ${port} on ${host} ${reason}: stop what holds it, or set KMS_PORT to another port (0 picks a free one).`);
+}
+
+/** `runtime.json` (0600, written whole): how CLI verbs attach; its URLs carry the local secret. */
+async function writeRuntime(dataDir: string, runtime: LocalRuntime & { pid: number }): Promise<void> {
+  const file = runtimeFile(dataDir);
+  const tmp = `${file}.${process.pid}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(runtime)}\n`, { mode: 0o600 });
+  await chmod(tmp, 0o600);
+  await rename(tmp, file);
 }
 
 async function started(stops: Array<() => Promise<void>>, service: { url: string; stop(): Promise<void> }): Promise<string> {
