@@ -1,4 +1,4 @@
-import { instanceNotFound, invalidParameter, noPermission } from '../domain/errors.js';
+import { instanceNotFound, invalidParameter } from '../domain/errors.js';
 import { newInstanceId } from '../domain/ids.js';
 import { recordAudit } from '../store/audit.js';
 import { withTransaction } from '../store/db.js';
@@ -39,14 +39,14 @@ export async function createInstance(deps: ServiceDeps, input: CreateInstanceInp
   return instance;
 }
 
-/** A key-user limited to some instances sees only those. */
-function assertVisible(caller: Caller, instanceId: string): void {
-  const visible = visibleInstanceIds(caller);
-  if (visible !== null && !visible.includes(instanceId)) throw noPermission();
-}
-
+/**
+ * GetKmsInstance. A key-user limited to some instances sees only those; another instance is
+ * answered exactly as a missing one (issue 13: no existence oracle).
+ * @throws Forbidden.DKMSInstanceNotFound (404)
+ */
 export async function describeInstance(deps: ServiceDeps, instanceId: string, caller: Caller): Promise<Instance> {
-  assertVisible(caller, instanceId);
+  const visible = visibleInstanceIds(caller);
+  if (visible !== null && !visible.includes(instanceId)) throw instanceNotFound();
   const instance = await getInstance(deps.db, instanceId);
   if (!instance) throw instanceNotFound();
   return instance;
@@ -102,7 +102,7 @@ export interface QuotaInfo {
  * quantity is counted from the versions themselves, so it always agrees with Postgres.
  * This service has no secrets and no VPC bindings (quota 0), and does not meter QPS yet
  * (used 0 against the instance's QPS spec).
- * @throws Forbidden.DKMSInstanceNotFound (404), Forbidden.NoPermission (403)
+ * @throws Forbidden.DKMSInstanceNotFound (404), also for an instance the caller may not see
  */
 export async function instanceQuotaInfos(
   deps: ServiceDeps,

@@ -1,4 +1,5 @@
-import { aliasNotFound, keyNotFound, noPermission } from '../domain/errors.js';
+import { isAliasReference } from '../domain/alias.js';
+import { aliasNotFound, keyNotFound } from '../domain/errors.js';
 import { parseKeyReference } from '../domain/ids.js';
 import { getAlias } from '../store/aliases.js';
 import type { Queryable } from '../store/db.js';
@@ -22,7 +23,13 @@ export async function resolveKeyId(deps: Pick<ServiceDeps, 'config'>, db: Querya
   return alias.keyId;
 }
 
-/** Loads the key a reference names and checks the caller may touch it. */
+/**
+ * Loads the key a reference names and checks the caller may touch it. A key the caller may
+ * not see is answered exactly as a missing one (issue 13): a key-user limited to instance X
+ * must not learn, from a 403 against a 404, which key ids or aliases exist in instance Y.
+ * @throws Forbidden.AliasNotFound (404) for an alias (or alias ARN), Forbidden.KeyNotFound
+ *   (404) for a key id (or key ARN): missing, or not visible to the caller alike.
+ */
 export async function loadKey(
   deps: Pick<ServiceDeps, 'config'>,
   db: Queryable,
@@ -30,16 +37,28 @@ export async function loadKey(
   caller: Caller,
   options: { forUpdate?: boolean } = {},
 ): Promise<Key> {
+  const notFound = isAliasReference(reference) ? aliasNotFound : keyNotFound;
   const keyId = await resolveKeyId(deps, db, reference);
   const key = await getKey(db, keyId, options);
-  if (!key) throw keyNotFound();
-  authorizeKey(caller, key);
+  if (!key || !isKeyVisible(caller, key)) throw notFound();
   return key;
 }
 
-/** A key-user limited to some instances may not touch keys of other instances (or default keys). */
-export function authorizeKey(caller: Caller, key: Pick<Key, 'instanceId'>): void {
+/**
+ * Whether the caller may see and use a key: a key-user limited to some instances sees only
+ * their keys (never default keys); everyone else sees every key.
+ */
+export function isKeyVisible(caller: Caller, key: Pick<Key, 'instanceId'>): boolean {
   const visible = visibleInstanceIds(caller);
-  if (visible === null) return;
-  if (key.instanceId === null || !visible.includes(key.instanceId)) throw noPermission();
+  if (visible === null) return true;
+  return key.instanceId !== null && visible.includes(key.instanceId);
+}
+
+/**
+ * For a key reached by another way than a `KeyId` (a ciphertext's version): one the caller
+ * may not see is answered as a missing key.
+ * @throws Forbidden.KeyNotFound (404)
+ */
+export function authorizeKey(caller: Caller, key: Pick<Key, 'instanceId'>): void {
+  if (!isKeyVisible(caller, key)) throw keyNotFound();
 }

@@ -7,7 +7,8 @@ import { type Credentials, type TestServer, startServer } from '../helpers/serve
 
 /**
  * Issue 3, authorization: `admin` access keys may do everything; `key-user` ones only crypto
- * and reads, optionally limited to some instances. A refused call is Forbidden.NoPermission (403).
+ * and reads, optionally limited to some instances. A refused action is Forbidden.NoPermission
+ * (403); a key or instance outside a limited key-user's instances is answered as missing (404).
  */
 let server: TestServer;
 let admin: CallApi;
@@ -83,15 +84,16 @@ describe('a key-user limited to instance A', () => {
     expect((await limited('ListResourceTags', { KeyId: keyA })).Tags.Tag).toEqual([{ KeyId: keyA, TagKey: 'team', TagValue: 'a' }]);
   });
 
-  it('is refused (403) on keys of instance B and on default keys', async () => {
+  it('gets the answers of missing keys for keys of instance B and default keys', async () => {
+    const notFound = 'Forbidden.KeyNotFound 404';
     const ofB = await admin('Encrypt', { KeyId: keyB, Plaintext: 'for B' });
-    expect(await forbidden(() => limited('Encrypt', { KeyId: keyB, Plaintext: 'x' }))).toBe(NO);
-    expect(await forbidden(() => limited('Decrypt', { CiphertextBlob: ofB.CiphertextBlob }))).toBe(NO);
-    expect(await forbidden(() => limited('DescribeKey', { KeyId: keyB }))).toBe(NO);
-    expect(await forbidden(() => limited('DescribeKey', { KeyId: 'alias/b' }))).toBe(NO);
-    expect(await forbidden(() => limited('DescribeKey', { KeyId: keyD }))).toBe(NO);
-    expect(await forbidden(() => limited('Encrypt', { KeyId: keyD, Plaintext: 'x' }))).toBe(NO);
-    expect(await forbidden(() => limited('ListAliasesByKeyId', { KeyId: keyB }))).toBe(NO);
+    expect(await forbidden(() => limited('Encrypt', { KeyId: keyB, Plaintext: 'x' }))).toBe(notFound);
+    expect(await forbidden(() => limited('Decrypt', { CiphertextBlob: ofB.CiphertextBlob }))).toBe(notFound);
+    expect(await forbidden(() => limited('DescribeKey', { KeyId: keyB }))).toBe(notFound);
+    expect(await forbidden(() => limited('DescribeKey', { KeyId: 'alias/b' }))).toBe('Forbidden.AliasNotFound 404');
+    expect(await forbidden(() => limited('DescribeKey', { KeyId: keyD }))).toBe(notFound);
+    expect(await forbidden(() => limited('Encrypt', { KeyId: keyD, Plaintext: 'x' }))).toBe(notFound);
+    expect(await forbidden(() => limited('ListAliasesByKeyId', { KeyId: keyB }))).toBe(notFound);
   });
 
   it('sees only the keys, aliases and tags of A in lists', async () => {
@@ -120,7 +122,78 @@ describe('a key-user limited to instance A', () => {
     const disable = await sdkError(() => client.disableKey(new KMS.DisableKeyRequest({ keyId: keyA })));
     expect([disable.code, disable.data.HttpStatus]).toEqual(['Forbidden.NoPermission', 403]);
     const describeB = await sdkError(() => client.describeKey(new KMS.DescribeKeyRequest({ keyId: keyB })));
-    expect(describeB.code).toBe('Forbidden.NoPermission');
+    expect(describeB.code).toBe('Forbidden.KeyNotFound');
+  });
+});
+
+/**
+ * Issue 13: no existence oracle. Whatever a limited key-user names outside its instances is
+ * answered byte for byte as something that does not exist (all of Code, Message and
+ * HttpStatus; only RequestId differs), by id, alias and ARN. Admin-only actions stay
+ * Forbidden.NoPermission (403) whatever they name, which tells nothing.
+ */
+describe('a key-user limited to instance A cannot tell what exists outside it', () => {
+  const MISSING_KEY = 'key-hzz000000000000000000000';
+  const MISSING_INSTANCE = 'kst-hzz000000000000000000000';
+  const arn = (resource: string) => `acs:kms:${server.config.region}:${server.config.accountId}:${resource}`;
+  /** The whole error answer but its request id. */
+  const answer = async (fn: () => Promise<unknown>) => {
+    const e = await sdkError(fn);
+    return { Code: e.data?.Code, Message: e.data?.Message, HttpStatus: e.data?.HttpStatus, status: e.statusCode };
+  };
+  const keyReads = (): Array<[string, Record<string, unknown>]> => [
+    ['DescribeKey', {}],
+    ['Encrypt', { Plaintext: 'x' }],
+    ['ListKeyVersions', {}],
+    ['ListAliasesByKeyId', {}],
+    ['ListResourceTags', {}],
+  ];
+
+  it('a key of B, a default key and a missing key, by id and by ARN', async () => {
+    for (const [action, query] of keyReads()) {
+      const missing = await answer(() => limited(action, { ...query, KeyId: MISSING_KEY }));
+      expect([action, missing]).toEqual([action, { Code: 'Forbidden.KeyNotFound', Message: 'The specified Key is not found.', HttpStatus: 404, status: 404 }]);
+      expect([action, await answer(() => limited(action, { ...query, KeyId: arn(`key/${MISSING_KEY}`) }))]).toEqual([action, missing]);
+      for (const keyId of [keyB, keyD, arn(`key/${keyB}`), arn(`key/${keyD}`)]) {
+        expect([action, keyId, await answer(() => limited(action, { ...query, KeyId: keyId }))]).toEqual([action, keyId, missing]);
+      }
+    }
+  });
+
+  it('an alias of B and a missing alias, by name and by ARN', async () => {
+    for (const [action, query] of keyReads()) {
+      const missing = await answer(() => limited(action, { ...query, KeyId: 'alias/missing' }));
+      expect([action, missing]).toEqual([action, { Code: 'Forbidden.AliasNotFound', Message: 'The specified Alias is not found.', HttpStatus: 404, status: 404 }]);
+      for (const alias of ['alias/b', arn('alias/b'), arn('alias/missing')]) {
+        expect([action, alias, await answer(() => limited(action, { ...query, KeyId: alias }))]).toEqual([action, alias, missing]);
+      }
+    }
+  });
+
+  it('a ciphertext of B and a ciphertext whose version does not exist', async () => {
+    const ofB = Buffer.from((await admin('Encrypt', { KeyId: keyB, Plaintext: 'for B' })).CiphertextBlob as string, 'base64');
+    // The blob starts with its version id (36 ASCII bytes): name a version that never existed.
+    const orphan = Buffer.concat([Buffer.from('00000000-0000-4000-8000-000000000000'), ofB.subarray(36)]);
+    const missing = await answer(() => limited('Decrypt', { CiphertextBlob: orphan.toString('base64') }));
+    expect(missing).toEqual({ Code: 'Forbidden.KeyNotFound', Message: 'The specified Key is not found.', HttpStatus: 404, status: 404 });
+    expect(await answer(() => limited('Decrypt', { CiphertextBlob: ofB.toString('base64') }))).toEqual(missing);
+  });
+
+  it('instance B and a missing instance', async () => {
+    for (const action of ['GetKmsInstance', 'GetKmsInstanceQuotaInfos']) {
+      const missing = await answer(() => limited(action, { KmsInstanceId: MISSING_INSTANCE }));
+      expect([action, missing]).toEqual([
+        action,
+        { Code: 'Forbidden.DKMSInstanceNotFound', Message: 'The specified DKMS Instance is not found.', HttpStatus: 404, status: 404 },
+      ]);
+      expect([action, await answer(() => limited(action, { KmsInstanceId: server.softwareInstanceId }))]).toEqual([action, missing]);
+    }
+  });
+
+  it('admin-only actions are Forbidden.NoPermission whether what they name exists or not', async () => {
+    for (const keyId of [keyA, keyB, MISSING_KEY, 'alias/b', 'alias/missing']) {
+      expect([keyId, await forbidden(() => limited('DisableKey', { KeyId: keyId }))]).toEqual([keyId, NO]);
+    }
   });
 });
 

@@ -71,7 +71,7 @@ describe('kms access-key', () => {
     const swKey = await admin('CreateKey', { DKMSInstanceId: server.softwareInstanceId });
     const hsmKey = await admin('CreateKey', { DKMSInstanceId: server.hsmInstanceId });
     expect((await asUser('Encrypt', { KeyId: swKey.KeyMetadata.KeyId, Plaintext: 'ok' })).CiphertextBlob).toBeTruthy();
-    expect((await sdkError(() => asUser('Encrypt', { KeyId: hsmKey.KeyMetadata.KeyId, Plaintext: 'no' }))).code).toBe('Forbidden.NoPermission');
+    expect((await sdkError(() => asUser('Encrypt', { KeyId: hsmKey.KeyMetadata.KeyId, Plaintext: 'no' }))).code).toBe('Forbidden.KeyNotFound');
     expect((await sdkError(() => asUser('CreateKey', {}))).statusCode).toBe(403);
 
     // The stored secret is sealed, never the clear text.

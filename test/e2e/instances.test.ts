@@ -58,7 +58,8 @@ describe('GetDefaultKmsInstance', () => {
     const asHsmUser = openApiClient(server.endpoint, hsmOnly);
     expect((await asHsmUser('GetDefaultKmsInstance', {})).DefaultKmsInstanceId).toBe('');
     const refused = await sdkError(() => asHsmUser('GetKmsInstanceQuotaInfos', { KmsInstanceId: server.softwareInstanceId }));
-    expect([refused.code, refused.statusCode]).toEqual(['Forbidden.NoPermission', 403]);
+    // Another instance is answered as a missing one (issue 13: no existence oracle).
+    expect([refused.code, refused.statusCode]).toEqual(['Forbidden.DKMSInstanceNotFound', 404]);
     expect((await asHsmUser('GetKmsInstanceQuotaInfos', { KmsInstanceId: server.hsmInstanceId, ResourceType: 'key' })).KmsInstanceQuotaInfos).toHaveLength(1);
   });
 });
