@@ -2,7 +2,10 @@ import { invalidParameter } from './errors.js';
 
 /** Every alias name starts with this prefix (alibaba-api.md §5.6). */
 export const ALIAS_PREFIX = 'alias/';
-/** Reserved for Alibaba's service aliases; users may not create names under it. */
+/**
+ * Reserved for Alibaba's service aliases (alibaba-api.md §5.6); users may not create names
+ * under it in any case: names are case-insensitive here (`alias/ACS-x` is `alias/acs-x`).
+ */
 export const RESERVED_ALIAS_PREFIX = 'alias/acs';
 export const MAX_ALIAS_NAME_LENGTH = 255;
 
@@ -10,7 +13,8 @@ const ALIAS_BODY = /^[a-zA-Z0-9_/-]+$/;
 
 /**
  * Validates an `AliasName` for CreateAlias/UpdateAlias: `alias/` followed by at least one
- * of `[a-zA-Z0-9_/-]`, 255 characters at most in total, not under the reserved `alias/acs`.
+ * of `[a-zA-Z0-9_/-]`, 255 characters at most in total, not under the reserved `alias/acs`
+ * in any case.
  * @throws InvalidParameter(AliasName) naming the broken rule.
  */
 export function validateAliasName(name: string): void {
@@ -26,7 +30,7 @@ export function validateAliasName(name: string): void {
       'After "alias/" it must have at least one character, and only letters, digits, "_", "-" and "/".',
     );
   }
-  if (name.startsWith(RESERVED_ALIAS_PREFIX)) {
+  if (name.toLowerCase().startsWith(RESERVED_ALIAS_PREFIX)) {
     throw invalidParameter('AliasName', `The prefix "${RESERVED_ALIAS_PREFIX}" is reserved.`);
   }
 }

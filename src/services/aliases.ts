@@ -1,6 +1,7 @@
 /**
- * Alias use cases (alibaba-api.md §3.5, §5.6): an alias is `alias/…`, unique per region and
- * bound to exactly one key at a time; a key may have several. Any `KeyId` parameter accepts
+ * Alias use cases (alibaba-api.md §3.5, §5.6): an alias is `alias/…`, unique per region
+ * regardless of case (store/aliases.ts, docs/api.md) and bound to exactly one key at a time;
+ * a key may have several. Any `KeyId` parameter accepts
  * an alias (services/key-lookup.ts).
  */
 import { aliasAlreadyExists, aliasNotFound, limitExceeded } from '../domain/errors.js';
@@ -123,7 +124,7 @@ export async function pageAliases(deps: ServiceDeps, page: Page, caller: Caller)
 
 /**
  * ListAliasesByKeyId.
- * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), Forbidden.NoPermission (403)
+ * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), also for a key the caller may not see
  */
 export async function pageAliasesOfKey(deps: ServiceDeps, reference: string, page: Page, caller: Caller): Promise<AliasPage> {
   const key = await loadKey(deps, deps.db, reference, caller);

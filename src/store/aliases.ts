@@ -14,27 +14,36 @@ interface AliasRow {
 
 const toAlias = (r: AliasRow): Alias => ({ name: r.name, keyId: r.key_id, createdAt: r.created_at });
 
+/*
+ * Alias names are case-insensitive and case-preserving (migration 004): every lookup compares
+ * lower(name), which the unique index aliases_name_lower_unique serves.
+ */
+
+/** The alias named `name`, whatever its case. */
 export async function getAlias(db: Queryable, name: string): Promise<Alias | undefined> {
-  const { rows } = await db.query<AliasRow>('SELECT * FROM aliases WHERE name = $1', [name]);
+  const { rows } = await db.query<AliasRow>('SELECT * FROM aliases WHERE lower(name) = lower($1)', [name]);
   return rows[0] ? toAlias(rows[0]) : undefined;
 }
 
-/** Inserts the alias; returns false when the name is taken (unique violation is not an error here). */
+/**
+ * Inserts the alias; returns false when the name is taken in any case (the unique violation
+ * of either index is not an error here: no conflict target, so both are covered).
+ */
 export async function insertAlias(db: Queryable, name: string, keyId: string): Promise<boolean> {
   const { rowCount } = await db.query(
-    'INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING',
+    'INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
     [name, keyId],
   );
   return (rowCount ?? 0) > 0;
 }
 
 export async function updateAlias(db: Queryable, name: string, keyId: string): Promise<boolean> {
-  const { rowCount } = await db.query('UPDATE aliases SET key_id = $2 WHERE name = $1', [name, keyId]);
+  const { rowCount } = await db.query('UPDATE aliases SET key_id = $2 WHERE lower(name) = lower($1)', [name, keyId]);
   return (rowCount ?? 0) > 0;
 }
 
 export async function deleteAlias(db: Queryable, name: string): Promise<boolean> {
-  const { rowCount } = await db.query('DELETE FROM aliases WHERE name = $1', [name]);
+  const { rowCount } = await db.query('DELETE FROM aliases WHERE lower(name) = lower($1)', [name]);
   return (rowCount ?? 0) > 0;
 }
 

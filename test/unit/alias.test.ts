@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { isAliasReference, validateAliasName } from '../../src/domain/alias.js';
 
 describe('validateAliasName', () => {
-  const valid = ['alias/a', 'alias/my-key_1', 'alias/team/app/key', 'alias/ACS', 'alias/ac', 'alias/-', `alias/${'x'.repeat(249)}`];
+  const valid = ['alias/a', 'alias/my-key_1', 'alias/team/app/key', 'alias/ac', 'alias/AC', 'alias/ac-s', 'alias/-', `alias/${'x'.repeat(249)}`];
   it.each(valid)('accepts %s', (name) => {
     expect(() => validateAliasName(name)).not.toThrow();
   });
@@ -19,6 +19,10 @@ describe('validateAliasName', () => {
     ['alias/acs', 'reserved'],
     ['alias/acs/rds', 'reserved'],
     ['alias/acsfoo', 'reserved'],
+    // Issue 13: names are case-insensitive, so is the reserved prefix.
+    ['alias/ACS', 'reserved'],
+    ['alias/ACS-x', 'reserved'],
+    ['alias/Acs/rds', 'reserved'],
     [`alias/${'x'.repeat(250)}`, 'at most 255'],
   ];
   it.each(invalid)('rejects %j (%s)', (name, why) => {
