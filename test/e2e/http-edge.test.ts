@@ -74,6 +74,33 @@ describe('stalled requests', () => {
     for (let i = 0; i < 5; i++) expect((await client('ListKeys', {})).RequestId).toBeTruthy();
   });
 
+  it('an idle keep-alive connection outlives the request deadline: its next request is served', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    let received = '';
+    socket.on('data', (d: Buffer) => (received += d.toString('latin1')));
+    await new Promise<void>((resolve) => socket.once('connect', resolve));
+    const answers = async (count: number) => {
+      const deadline = Date.now() + 10_000;
+      // Responses follow one another with no separator: a body ends where the next status line starts.
+      const statusLines = () => received.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+      while (statusLines().length < count && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      return statusLines().map((line) => Number(line.slice(9)));
+    };
+    const request = head(['POST / HTTP/1.1', 'Host: kms', 'Content-Type: application/x-www-form-urlencoded', 'Content-Length: 0']);
+    socket.write(request);
+    expect(await answers(1)).toHaveLength(1);
+    // Idle for longer than the 400 ms request deadline, well within the 5 s keep-alive.
+    await new Promise((r) => setTimeout(r, 700));
+    socket.write(request);
+    const statuses = await answers(2);
+    socket.destroy();
+    // Both are the RPC endpoint's own refusal of an unsigned request (4xx, not 408), on one connection.
+    expect(statuses).toHaveLength(2);
+    expect(statuses[1]).toBe(statuses[0]);
+    expect(statuses[1]).not.toBe(408);
+  });
+
   it('the headers deadline never exceeds the request deadline, and the checks run often enough to honour it', () => {
     const http = loadConfig({ KMS_REQUEST_TIMEOUT_MS: '300' }).http;
     expect(http).toEqual({ requestTimeoutMs: 300, headersTimeoutMs: 300 });
