@@ -203,8 +203,8 @@ describe('an unreachable store answers 503', () => {
     viaProxy.hostname = '127.0.0.1';
     viaProxy.port = String((proxy.address() as net.AddressInfo).port);
     const cut = createDb(viaProxy.toString(), 1);
+    const marker = `cut-${Date.now()}-${process.pid}`;
     try {
-      const marker = `cut-${Date.now()}`;
       const running = failureOf(cut.query(`SELECT pg_sleep(30), '${marker}'`));
       await until(async () => {
         const { rows } = await other.query("SELECT 1 FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1", [`%'${marker}'%`]);
@@ -215,7 +215,8 @@ describe('an unreachable store answers 503', () => {
       expect((error as Error).message).toBe('Connection terminated unexpectedly');
       expect(answer(error)).toBe(UNAVAILABLE);
     } finally {
-      await other.query("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()");
+      // The server-side query outlives the cut socket: stop it (only this test's, by its marker).
+      await other.query('SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE query LIKE $1 AND pid <> pg_backend_pid()', [`%'${marker}'%`]);
       await cut.end().catch(() => undefined);
       await new Promise<void>((resolve) => proxy.close(() => resolve()));
     }
