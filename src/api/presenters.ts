@@ -2,8 +2,8 @@ import type { KmsConfig } from '../config.js';
 import { isoSeconds } from '../domain/dates.js';
 import { keyArn } from '../domain/ids.js';
 import { formatRotationInterval } from '../domain/rotation.js';
-import type { Instance } from '../store/instances.js';
-import type { Key } from '../store/keys.js';
+import type { Instance } from '../domain/instance.js';
+import type { Key } from '../domain/key.js';
 
 /** DescribeKey's KeyMetadata, field for field as alibaba-api.md §3.1 lists it. */
 export function keyMetadata(key: Key, config: Pick<KmsConfig, 'region' | 'accountId'>): Record<string, unknown> {
@@ -23,7 +23,7 @@ export function keyMetadata(key: Key, config: Pick<KmsConfig, 'region' | 'accoun
     KeyState: key.state,
     KeyUsage: key.keyUsage,
     LastRotationDate: key.lastRotationDate ? isoSeconds(key.lastRotationDate) : '',
-    MaterialExpireTime: key.materialExpireAt ? isoSeconds(key.materialExpireAt) : '',
+    MaterialExpireTime: key.primaryMaterialExpireAt ? isoSeconds(key.primaryMaterialExpireAt) : '',
     ...(rotationShown && key.nextRotationDate ? { NextRotationDate: isoSeconds(key.nextRotationDate) } : {}),
     Origin: key.origin,
     PrimaryKeyVersion: key.primaryVersionId ?? '',

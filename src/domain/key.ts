@@ -20,6 +20,43 @@ export type ProtectionLevel = 'SOFTWARE' | 'HSM';
 /** Hardware instances only: how version material is held (DESIGN.md, Protection tiers). */
 export type KeyStorageMechanism = 'HsmInternal' | 'HsmEncryptedDatabase';
 
+/** Alibaba's `AutomaticRotation`: Suspended while a key with rotation on is not Enabled. */
+export type AutomaticRotation = 'Enabled' | 'Disabled' | 'Suspended';
+
+/** A key: metadata in Postgres; its material lives per version (domain/key-version.ts). */
+export interface Key {
+  /** `key-…` */
+  id: string;
+  /** null: a default key (no instance). */
+  instanceId: string | null;
+  protectionLevel: ProtectionLevel;
+  keySpec: KeySpec;
+  keyUsage: KeyUsage;
+  origin: Origin;
+  state: KeyState;
+  description: string;
+  creator: string;
+  deletionProtection: boolean;
+  deletionProtectionDescription: string;
+  deleteDate: Date | null;
+  /** Hardware keys only. */
+  storageMechanism: KeyStorageMechanism | null;
+  automaticRotation: AutomaticRotation;
+  rotationIntervalSeconds: number | null;
+  /** Seed 002: the first version's creation, then every rotation's time. */
+  lastRotationDate: Date | null;
+  /** LastRotationDate + RotationInterval while automatic rotation is on. */
+  nextRotationDate: Date | null;
+  /** Why the last due automatic rotation failed (e.g. the quota); null after a success. */
+  rotationFailure: string | null;
+  /** The version Encrypt uses (seed 002); always one of the key's versions. */
+  primaryVersionId: string;
+  /** MaterialExpireTime of the primary version (read with the key; owned by the version). */
+  primaryMaterialExpireAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
 export const isKeySpec = (s: string): s is KeySpec => (KEY_SPECS as readonly string[]).includes(s);
 export const isOrigin = (s: string): s is Origin => s === 'Aliyun_KMS' || s === 'EXTERNAL';
 export const isProtectionLevel = (s: string): s is ProtectionLevel => s === 'SOFTWARE' || s === 'HSM';

@@ -1,7 +1,6 @@
-import type { KeyState } from './key.js';
+import type { AutomaticRotation, KeyState } from './key.js';
 
-/** DescribeKey's `AutomaticRotation` (alibaba-api.md §5.1, "Other enums"). */
-export type AutomaticRotation = 'Enabled' | 'Disabled' | 'Suspended';
+export type { AutomaticRotation };
 
 /**
  * What `AutomaticRotation` becomes when a key enters `next`. §5.4 / seed 002: rotation is

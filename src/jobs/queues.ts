@@ -66,7 +66,7 @@ export function createKmsJobs(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>, cloc
   return {
     queues,
     settings,
-    scheduleMaterialExpiry: (keyId, expireAt) => scheduleMaterialExpiry(queues.materialExpiry, clock, keyId, expireAt),
+    scheduleMaterialExpiry: (keyId, versionId, expireAt) => scheduleMaterialExpiry(queues.materialExpiry, clock, { keyId, versionId }, expireAt),
     requestWrappingPoolRefill: () => requestWrappingPoolRefill(queues.wrappingPool),
     async close() {
       await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));

@@ -8,8 +8,8 @@ import type { ServiceDeps } from './context.js';
  * never fail a request because Redis is slow or down.
  */
 export interface ByokJobs {
-  /** A delayed job that deletes the key's material at `expireAt` (deterministic job id per key and expiry). */
-  scheduleMaterialExpiry(keyId: string, expireAt: Date): Promise<void>;
+  /** A delayed job that deletes a version's imported material at `expireAt` (deterministic job id per version and expiry). */
+  scheduleMaterialExpiry(keyId: string, versionId: string, expireAt: Date): Promise<void>;
   /** Tops the pre-generated wrapping key pool back up (one pending refill at a time). */
   requestWrappingPoolRefill(): Promise<void>;
 }

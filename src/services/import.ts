@@ -11,11 +11,11 @@ import {
 import { KmsError, internalFailure, invalidImportToken } from '../domain/errors.js';
 import { type ImportTokenPayload, assertTokenUsable, decodeImportToken } from '../domain/import-token.js';
 import { materialLength, stateAfter } from '../domain/key.js';
-import type { Hsm, ImportUnwrapRequest, ImportUnwrapResult, UnwrapPath } from '../hsm/hsm.js';
+import type { Hsm, ImportUnwrapRequest, UnwrapPath } from '../hsm/hsm.js';
 import { recordAudit } from '../store/audit.js';
 import { type Queryable, withTransaction } from '../store/db.js';
-import { type Key, updateKey } from '../store/keys.js';
-import { type KeyVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
+import { type Key, getKey, updateKey } from '../store/keys.js';
+import { type KeyVersion, findVersionByFingerprint, getVersion, updateVersionMaterial } from '../store/versions.js';
 import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
 import { type ByokDeps, scheduleBestEffort } from './byok-jobs.js';
 import { assertAdmin } from './permissions.js';
@@ -36,8 +36,10 @@ export interface ImportOutcome {
   key: Key;
   versionId: string;
   path: UnwrapPath;
-  /** True for the import that bound the key to its material (seed 000). */
+  /** True for the import that bound the version to its material (seed 000). */
   firstImport: boolean;
+  /** The version's new MaterialExpireTime; null: never. */
+  materialExpireAt: Date | null;
 }
 
 /**
@@ -83,11 +85,12 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
       assertWrappingAlgorithmAllowed(type, token.algorithm);
       assertHsmCanUnwrap(deps.hsm, deps.config.hsm.importStrict, token.algorithm, allowedWrappingAlgorithms(type));
 
-      const version = await importedVersion(tx, key);
-      const target = unwrapTarget(version);
+      const primary = await getVersion(tx, key.primaryVersionId);
+      if (!primary) throw internalFailure('The primary version of the key is missing.');
+      const target = unwrapTarget(primary);
       // A token object of a version without committed material can only be the leftover of
       // an import that crashed before its commit (DESIGN.md, crash consistency): it goes.
-      if (target.kind === 'token') await deps.hsm.destroyVersionKey(version.id);
+      if (target.kind === 'token') await deps.hsm.destroyVersionKey(primary.id);
       const request: ImportUnwrapRequest = {
         wrappingKeyId: wrappingKey.id,
         algorithm: token.algorithm,
@@ -97,16 +100,29 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
       };
       const unwrapped = await deps.hsm.unwrapImportedMaterial(request);
       attempt.path = unwrapped.path;
-      if (target.kind === 'token') attempt.createdObject = version.id;
+      if (target.kind === 'token') attempt.createdObject = primary.id;
 
-      const sealedMaterial = await bindAndSeal(deps.hsm, key, version, unwrapped);
-      await updateVersionMaterial(tx, version.id, { hasMaterial: true, ...(sealedMaterial ? { sealedMaterial } : {}) });
-      const firstImport = key.materialFingerprint === null;
-      const updated = await updateKey(tx, key.id, {
-        state: stateAfter('ImportKeyMaterial', { state: key.state, hasMaterial: version.hasMaterial }),
-        materialFingerprint: key.materialFingerprint ?? unwrapped.fingerprint,
+      let version: KeyVersion;
+      let sealedMaterial: Buffer | undefined;
+      try {
+        version = await versionForMaterial(tx, key, primary, unwrapped.fingerprint);
+        sealedMaterial = unwrapped.material ? await deps.hsm.sealWithRootKey(unwrapped.material, Buffer.from(version.id)) : undefined;
+      } finally {
+        unwrapped.material?.fill(0);
+      }
+      const firstImport = version.materialFingerprint === null;
+      await updateVersionMaterial(tx, version.id, {
+        hasMaterial: true,
+        ...(sealedMaterial && !version.hasMaterial ? { sealedMaterial } : {}),
+        materialFingerprint: version.materialFingerprint ?? unwrapped.fingerprint,
         materialExpireAt,
       });
+      // The key's state follows its primary version: reviving an older version's material
+      // makes its ciphertexts decrypt again but does not make the key usable for Encrypt.
+      const isPrimary = version.id === primary.id;
+      const updated = isPrimary
+        ? await updateKey(tx, key.id, { state: stateAfter('ImportKeyMaterial', { state: key.state, hasMaterial: primary.hasMaterial }) })
+        : await getKey(tx, key.id);
       if (!updated) throw internalFailure('The key changed under its row lock.');
       await recordAudit(tx, {
         requestId: caller.requestId,
@@ -116,6 +132,7 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
         detail: {
           outcome: 'imported',
           versionId: version.id,
+          ordinal: version.ordinal,
           wrappingKeyId: wrappingKey.id,
           wrappingAlgorithm: token.algorithm,
           path: unwrapped.path,
@@ -124,7 +141,7 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
           materialExpireTime: materialExpireAt?.toISOString() ?? null,
         },
       });
-      return { key: updated, versionId: version.id, path: unwrapped.path, firstImport };
+      return { key: updated, versionId: version.id, path: unwrapped.path, firstImport, materialExpireAt };
       // Not re-run on a conflict: the attempt creates and destroys token objects.
     }, { rerunOnConflict: false });
   } catch (error) {
@@ -134,9 +151,9 @@ export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterial
     throw error;
   }
 
-  if (outcome.key.materialExpireAt) {
-    const expireAt = outcome.key.materialExpireAt;
-    await scheduleBestEffort(deps, 'material-expiry', () => deps.jobs.scheduleMaterialExpiry(outcome.key.id, expireAt));
+  if (outcome.materialExpireAt) {
+    const expireAt = outcome.materialExpireAt;
+    await scheduleBestEffort(deps, 'material-expiry', () => deps.jobs.scheduleMaterialExpiry(outcome.key.id, outcome.versionId, expireAt));
   }
   return outcome;
 }
@@ -154,15 +171,22 @@ export async function verifyImportToken(hsm: Hsm, importToken: string): Promise<
 }
 
 /**
- * The version that receives imported material: the primary one. HSM-tier BYOK keys never
- * rotate (seed 000), and a SOFTWARE BYOK key's manual rotation imports into a new version
- * through its own path (seed 002), so the primary version is the one this action fills.
+ * The version imported material belongs to (seed 000's binding, per version): the version
+ * already bound to this fingerprint (a re-import, also of expired or deleted material, which
+ * revives that version and its ciphertexts); otherwise the primary version if it was never
+ * bound (the first import). Any other material is refused: a version is bound forever to
+ * its first material. HSM-tier BYOK keys have one version only (they never rotate), so the
+ * primary version is the one their token object is unwrapped for.
+ * @throws InvalidKeyMaterial
  */
-async function importedVersion(tx: Queryable, key: Key): Promise<KeyVersion> {
-  if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
-  const version = await getVersion(tx, key.primaryVersionId);
-  if (!version) throw internalFailure('The primary version of the key is missing.');
-  return version;
+async function versionForMaterial(tx: Queryable, key: Key, primary: KeyVersion, fingerprint: Buffer): Promise<KeyVersion> {
+  const bound = await findVersionByFingerprint(tx, key.id, fingerprint);
+  if (bound) {
+    assertBoundMaterial(bound.materialFingerprint, fingerprint);
+    return bound;
+  }
+  assertBoundMaterial(primary.materialFingerprint, fingerprint);
+  return primary;
 }
 
 /** Where the unwrapped material goes, decided by committed state (never by a per-process handle cache). */
@@ -170,22 +194,6 @@ function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
   // Material already there (re-import while Enabled or Disabled): only fingerprint the candidate.
   if (version.hasMaterial) return { kind: 'fingerprint-only' };
   return version.storage === 'token' ? { kind: 'token', versionId: version.id } : { kind: 'host' };
-}
-
-/**
- * Seed 000's permanent binding, then, for the SOFTWARE tier, sealing under the root key
- * (bound to the version id, as services/keys.ts seals generated material). The plaintext
- * material is zeroed whatever happens.
- * @throws InvalidKeyMaterial for material other than the bound one.
- */
-async function bindAndSeal(hsm: Hsm, key: Key, version: KeyVersion, unwrapped: ImportUnwrapResult): Promise<Buffer | undefined> {
-  try {
-    assertBoundMaterial(key.materialFingerprint, unwrapped.fingerprint);
-    if (!unwrapped.material) return undefined;
-    return await hsm.sealWithRootKey(unwrapped.material, Buffer.from(version.id));
-  } finally {
-    unwrapped.material?.fill(0);
-  }
 }
 
 /**

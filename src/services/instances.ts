@@ -77,8 +77,10 @@ export async function updateInstance(
   return withTransaction(deps.db, async (tx) => {
     const current = await lockInstance(tx, instanceId);
     if (!current) throw instanceNotFound();
-    if (limits.keyQuota !== undefined && limits.keyQuota < current.usedKeys) {
-      throw invalidParameter('KeyQuota', `The instance already uses ${current.usedKeys} keys.`);
+    // The same number the quota check and GetKmsInstanceQuotaInfos read, under the same lock.
+    const used = await countVersions(tx, current.id);
+    if (limits.keyQuota !== undefined && limits.keyQuota < used) {
+      throw invalidParameter('KeyQuota', `The instance already uses ${used} key versions.`);
     }
     const updated = await updateInstanceLimits(tx, instanceId, limits);
     if (!updated) throw instanceNotFound();

@@ -3,8 +3,8 @@ import { type KeyEvent, stateAfter } from '../domain/key.js';
 import { recordAudit } from '../store/audit.js';
 import type { Queryable } from '../store/db.js';
 import { withTransaction } from '../store/db.js';
-import { type Key, clearDueMaterialExpiry, getKey, updateKey } from '../store/keys.js';
-import { listVersions, updateVersionMaterial } from '../store/versions.js';
+import { type Key, getKey, updateKey } from '../store/keys.js';
+import { type KeyVersion, getVersion, listVersions, updateVersionMaterial } from '../store/versions.js';
 import { type Caller, type ServiceDeps, systemCaller } from './context.js';
 import { assertAdmin } from './permissions.js';
 import { loadKey } from './key-lookup.js';
@@ -29,8 +29,9 @@ export async function deleteKeyMaterial(deps: ServiceDeps, input: { keyId: strin
     const current = await loadKey(deps, tx, input.keyId, caller, { forUpdate: true });
     assertImportAction('DeleteKeyMaterial', current);
     const state = stateAfter('DeleteKeyMaterial', { state: current.state, hasMaterial: true });
-    const key = (await updateKey(tx, current.id, { state, materialExpireAt: null })) ?? current;
-    return { key, erased: await removeKeyMaterial(deps, tx, key, 'DeleteKeyMaterial', caller) };
+    const key = (await updateKey(tx, current.id, { state })) ?? current;
+    const { items: versions } = await listVersions(tx, key.id);
+    return { key, erased: await removeKeyMaterial(deps, tx, key, versions, 'DeleteKeyMaterial', caller) };
     // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial).
   }, { rerunOnConflict: false });
   forgetCached(deps, erased);
@@ -47,21 +48,33 @@ export type MaterialExpiryOutcome =
   | 'stale';
 
 /**
- * Seed 000: "KMS deletes the expired material at the specified time". Applies only if the
- * key's expiry is still `expectedExpireAt` and is due at the clock's now, with a conditional
- * update under the key's row lock: idempotent, so a retried, duplicated or late job, the
- * sweeper and a racing re-import never apply it twice or delete freshly imported material.
+ * Seed 000: "KMS deletes the expired material at the specified time" — per version, since
+ * each version has its own material (seed 002). Applies only if the version's expiry is
+ * still `expectedExpireAt` and is due at the clock's now, under the key's row lock:
+ * idempotent, so a retried, duplicated or late job, the sweeper and a racing re-import never
+ * apply it twice or delete freshly imported material. Only when the primary version's
+ * material goes does the key leave Enabled (to PendingImport; PendingDeletion stays).
  */
-export async function expireKeyMaterial(deps: ServiceDeps, keyId: string, expectedExpireAt: Date): Promise<MaterialExpiryOutcome> {
+export async function expireKeyMaterial(
+  deps: ServiceDeps,
+  keyId: string,
+  versionId: string,
+  expectedExpireAt: Date,
+): Promise<MaterialExpiryOutcome> {
   const now = deps.clock.now();
   const result = await withTransaction(deps.db, async (tx) => {
     const current = await getKey(tx, keyId, { forUpdate: true });
-    if (!current || current.materialExpireAt?.getTime() !== expectedExpireAt.getTime()) return { outcome: 'stale' as const };
-    if (!materialExpired(current.materialExpireAt, now)) return { outcome: 'not-due' as const };
-    const state = stateAfter('ExpireKeyMaterial', { state: current.state, hasMaterial: true });
-    const key = await clearDueMaterialExpiry(tx, keyId, expectedExpireAt, now, state);
-    if (!key) return { outcome: 'stale' as const };
-    const erased = await removeKeyMaterial(deps, tx, key, 'ExpireKeyMaterial', systemCaller, { materialExpireTime: expectedExpireAt.toISOString() });
+    const version = current ? await getVersion(tx, versionId) : undefined;
+    if (!current || !version || version.keyId !== current.id) return { outcome: 'stale' as const };
+    if (version.materialExpireAt?.getTime() !== expectedExpireAt.getTime()) return { outcome: 'stale' as const };
+    if (!materialExpired(version.materialExpireAt, now)) return { outcome: 'not-due' as const };
+    const key =
+      version.id === current.primaryVersionId
+        ? ((await updateKey(tx, keyId, { state: stateAfter('ExpireKeyMaterial', { state: current.state, hasMaterial: true }) })) ?? current)
+        : current;
+    const erased = await removeKeyMaterial(deps, tx, key, [version], 'ExpireKeyMaterial', systemCaller, {
+      materialExpireTime: expectedExpireAt.toISOString(),
+    });
     return { outcome: 'expired' as const, erased };
     // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial); the job retries.
   }, { rerunOnConflict: false });
@@ -71,23 +84,28 @@ export async function expireKeyMaterial(deps: ServiceDeps, keyId: string, expect
 
 /**
  * The one way material goes away, in the caller's transaction (which holds the key's row
- * lock and has already moved its state): every version loses its material, sealed blobs are
- * erased, and token objects are destroyed last, just before the commit, so a failing HSM
- * rolls everything back. Token versions without material are swept too: an object left by
- * an import that crashed before its commit must not survive a deletion.
+ * lock and has already moved its state): the given versions lose their material and its
+ * expiry (the fingerprint stays: seed 000's binding), sealed blobs are erased, and token
+ * objects are destroyed last, just before the commit, so a failing HSM rolls everything
+ * back. Token versions without material are swept too: an object left by an import that
+ * crashed before its commit must not survive a deletion.
  * Returns the ids of the versions whose material was removed.
  */
 async function removeKeyMaterial(
   deps: ServiceDeps,
   tx: Queryable,
   key: Key,
+  versions: readonly KeyVersion[],
   event: Extract<KeyEvent, 'DeleteKeyMaterial' | 'ExpireKeyMaterial'>,
   caller: Caller,
   extra: Record<string, unknown> = {},
 ): Promise<string[]> {
-  const { items: versions } = await listVersions(tx, key.id);
   const erased = versions.filter((v) => v.hasMaterial || v.sealedMaterial !== null).map((v) => v.id);
-  for (const id of erased) await updateVersionMaterial(tx, id, { hasMaterial: false, sealedMaterial: null });
+  for (const v of versions) {
+    if (v.hasMaterial || v.sealedMaterial !== null || v.materialExpireAt !== null) {
+      await updateVersionMaterial(tx, v.id, { hasMaterial: false, sealedMaterial: null, materialExpireAt: null });
+    }
+  }
   await recordAudit(tx, {
     requestId: caller.requestId,
     accessKeyId: caller.accessKeyId,

@@ -8,16 +8,16 @@ import {
   isKeySpec,
   materialLength,
 } from '../domain/key.js';
-import { instanceNotFound, invalidParameter, limitExceeded } from '../domain/errors.js';
+import { instanceNotFound, invalidParameter } from '../domain/errors.js';
 import { newKeyId, newVersionId } from '../domain/ids.js';
 import { nextRotationDate } from '../domain/rotation.js';
 import type { Tag } from '../domain/tags.js';
 import { recordAudit } from '../store/audit.js';
 import { withTransaction } from '../store/db.js';
-import { addUsedKeys, lockInstance } from '../store/instances.js';
+import { lockInstance } from '../store/instances.js';
 import { type Key, insertKey } from '../store/keys.js';
+import { insertVersionWithinQuota } from '../store/quota.js';
 import { upsertTags } from '../store/tags.js';
-import { insertVersion } from '../store/versions.js';
 import { assertAdmin } from './permissions.js';
 import type { Caller, ServiceDeps } from './context.js';
 
@@ -59,10 +59,6 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       if (!instance) throw instanceNotFound();
       // ProtectionLevel is ignored when DKMSInstanceId is given: the instance type decides (§3.1).
       protection = instance.type;
-      if (instance.usedKeys + 1 > instance.keyQuota) {
-        throw limitExceeded(`instance ${instance.id} has used ${instance.usedKeys} of ${instance.keyQuota} keys`);
-      }
-      await addUsedKeys(tx, instance.id, 1);
     } else {
       protection = input.protectionLevel ?? 'SOFTWARE';
       if (protection === 'HSM') {
@@ -104,26 +100,30 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       deletionProtection: false,
       deletionProtectionDescription: '',
       deleteDate: null,
+      storageMechanism: storage ?? null,
       automaticRotation: rotation ? 'Enabled' : 'Disabled',
       rotationIntervalSeconds: input.rotationIntervalSeconds ?? null,
       lastRotationDate: now,
       nextRotationDate: rotation && input.rotationIntervalSeconds ? nextRotationDate(now, input.rotationIntervalSeconds) : null,
+      rotationFailure: null,
       primaryVersionId: versionId,
-      materialFingerprint: null,
-      materialExpireAt: null,
       createdAt: now,
     });
 
     const generated = origin === 'Aliyun_KMS';
     let sealedMaterial: Buffer | null = null;
     if (generated && protection === 'SOFTWARE') sealedMaterial = await sealNewMaterial(deps, versionId, materialLength(spec));
-    await insertVersion(tx, {
+    // Version 1 consumes the first quota unit (seed 002), checked under the instance lock.
+    await insertVersionWithinQuota(tx, {
       id: versionId,
       keyId,
       instanceId: input.instanceId ?? null,
+      state: 'Enabled',
       storage: protection === 'HSM' ? 'token' : 'sealed',
       sealedMaterial,
       hasMaterial: generated,
+      materialFingerprint: null,
+      materialExpireAt: null,
       createdAt: now,
     });
     if (input.tags && input.tags.length > 0) await upsertTags(tx, keyId, input.tags);

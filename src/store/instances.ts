@@ -1,18 +1,7 @@
+import type { Instance, InstanceType } from '../domain/instance.js';
 import type { Queryable } from './db.js';
 
-export type InstanceType = 'SOFTWARE' | 'HSM';
-
-export interface Instance {
-  id: string;
-  name: string;
-  type: InstanceType;
-  keyQuota: number;
-  qps: number;
-  usedKeys: number;
-  keyStorage: 'HsmInternal' | 'HsmEncryptedDatabase' | 'Database';
-  status: string;
-  createdAt: Date;
-}
+export type { Instance, InstanceType };
 
 interface InstanceRow {
   id: string;
@@ -20,7 +9,6 @@ interface InstanceRow {
   type: InstanceType;
   key_quota: number;
   qps: number;
-  used_keys: number;
   key_storage: Instance['keyStorage'];
   status: string;
   created_at: Date;
@@ -32,13 +20,12 @@ const toInstance = (r: InstanceRow): Instance => ({
   type: r.type,
   keyQuota: r.key_quota,
   qps: r.qps,
-  usedKeys: r.used_keys,
   keyStorage: r.key_storage,
   status: r.status,
   createdAt: r.created_at,
 });
 
-export async function insertInstance(db: Queryable, i: Omit<Instance, 'usedKeys' | 'createdAt' | 'status'>): Promise<Instance> {
+export async function insertInstance(db: Queryable, i: Omit<Instance, 'createdAt' | 'status'>): Promise<Instance> {
   const { rows } = await db.query<InstanceRow>(
     `INSERT INTO instances (id, name, type, key_quota, qps, key_storage) VALUES ($1,$2,$3,$4,$5,$6) RETURNING *`,
     [i.id, i.name, i.type, i.keyQuota, i.qps, i.keyStorage],
@@ -55,10 +42,6 @@ export async function getInstance(db: Queryable, id: string): Promise<Instance |
 export async function lockInstance(tx: Queryable, id: string): Promise<Instance | undefined> {
   const { rows } = await tx.query<InstanceRow>('SELECT * FROM instances WHERE id = $1 FOR UPDATE', [id]);
   return rows[0] ? toInstance(rows[0]) : undefined;
-}
-
-export async function addUsedKeys(tx: Queryable, id: string, delta: number): Promise<void> {
-  await tx.query('UPDATE instances SET used_keys = used_keys + $2 WHERE id = $1', [id, delta]);
 }
 
 export async function listInstances(
@@ -97,7 +80,7 @@ export async function updateInstanceLimits(
   return rows[0] ? toInstance(rows[0]) : undefined;
 }
 
-/** Versions in Postgres per instance: what GetKmsInstanceQuotaInfos must agree with. */
+/** Key quota units used: the instance's versions (seed 002), the one number every quota check reads. */
 export async function countVersions(db: Queryable, instanceId: string): Promise<number> {
   const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM key_versions WHERE instance_id = $1', [instanceId]);
   return Number(rows[0]?.n ?? 0);

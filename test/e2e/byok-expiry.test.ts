@@ -15,7 +15,8 @@ import {
 import { startJobWorkers } from '../../src/jobs/workers.js';
 import { destroyExpiredWrappingKeys } from '../../src/services/wrapping-keys.js';
 import { listAudit } from '../../src/store/audit.js';
-import { updateKey } from '../../src/store/keys.js';
+import type { Queryable } from '../../src/store/db.js';
+import { getKey, updateKey } from '../../src/store/keys.js';
 import { getVersion } from '../../src/store/versions.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
@@ -44,7 +45,9 @@ async function importInto(call: CallApi, keyId: string, material: Buffer, expire
   return params;
 }
 
-const fakeJob = (keyId: string, expireAt: Date) => ({ data: { keyId, expireAt: expireAt.toISOString() } }) as Job<MaterialExpiryJob>;
+/** A job as ImportKeyMaterial schedules it: for the key's primary version (each version has its own expiry). */
+const fakeJob = async (db: Queryable, keyId: string, expireAt: Date) =>
+  ({ data: { keyId, versionId: (await getKey(db, keyId))!.primaryVersionId, expireAt: expireAt.toISOString() } }) as Job<MaterialExpiryJob>;
 
 describe('with an injected clock', () => {
   let server: TestServer;
@@ -110,18 +113,18 @@ describe('with an injected clock', () => {
     const material = randomBytes(32);
     const first = new Date((Math.floor(clock.now().getTime() / 1000) + 600) * 1000);
     await importInto(call, keyId, material, first.getTime() / 1000);
-    expect(await process(fakeJob(keyId, first))).toBe('not-due');
+    expect(await process(await fakeJob(server.kms.deps.db, keyId, first))).toBe('not-due');
 
     // Re-import the same material with a later expiry: the job for the first expiry is stale.
     const second = new Date(first.getTime() + 2 * HOUR);
     await importInto(call, keyId, material, second.getTime() / 1000);
     clock.set(new Date(first.getTime() + 1000));
-    expect(await process(fakeJob(keyId, first))).toBe('stale');
+    expect(await process(await fakeJob(server.kms.deps.db, keyId, first))).toBe('stale');
     expect((await describe_(keyId)).KeyState).toBe('Enabled');
 
     clock.set(second);
-    expect(await process(fakeJob(keyId, second))).toBe('expired');
-    expect(await process(fakeJob(keyId, second))).toBe('stale');
+    expect(await process(await fakeJob(server.kms.deps.db, keyId, second))).toBe('expired');
+    expect(await process(await fakeJob(server.kms.deps.db, keyId, second))).toBe('stale');
     expect((await describe_(keyId)).KeyState).toBe('PendingImport');
   });
 
@@ -132,7 +135,7 @@ describe('with an injected clock', () => {
     const versionId = (await describe_(keyId)).PrimaryKeyVersion as string;
     await updateKey(server.kms.deps.db, keyId, { state: 'PendingDeletion' });
     clock.set(expireAt);
-    expect(await materialExpiryProcessor(server.kms.deps)(fakeJob(keyId, expireAt))).toBe('expired');
+    expect(await materialExpiryProcessor(server.kms.deps)(await fakeJob(server.kms.deps.db, keyId, expireAt))).toBe('expired');
     expect((await describe_(keyId)).KeyState).toBe('PendingDeletion');
     expect(await tokenObjects(server, versionId)).toBe(0);
   });
@@ -207,8 +210,8 @@ describe('with the real BullMQ workers', () => {
     const expireUnix = Math.floor(Date.now() / 1000) + 3;
     await importInto(call, keyId, material, expireUnix);
     const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
-    const job = await server.kms.jobs.queues.materialExpiry.getJob(materialExpiryJobId(keyId, new Date(expireUnix * 1000)));
-    expect(job?.data).toEqual({ keyId, expireAt: new Date(expireUnix * 1000).toISOString() });
+    const job = await server.kms.jobs.queues.materialExpiry.getJob(materialExpiryJobId(versionId, new Date(expireUnix * 1000)));
+    expect(job?.data).toEqual({ keyId, versionId, expireAt: new Date(expireUnix * 1000).toISOString() });
     expect(await job?.isDelayed()).toBe(true);
     expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
 
@@ -224,10 +227,11 @@ describe('with the real BullMQ workers', () => {
     const expireAt = new Date((Math.floor(Date.now() / 1000) + 4) * 1000);
     await importInto(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
     const queue = server.kms.jobs.queues.materialExpiry;
-    const jobId = materialExpiryJobId(keyId, expireAt);
+    const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
+    const jobId = materialExpiryJobId(versionId, expireAt);
     await queue.remove(jobId);
     // The same job, scheduled by a process whose clock already says expireAt: no delay.
-    await scheduleMaterialExpiry(queue, new ManualClock(expireAt), keyId, expireAt);
+    await scheduleMaterialExpiry(queue, new ManualClock(expireAt), { keyId, versionId }, expireAt);
     await waitFor('the early job to run and be delayed again', async () => (await queue.getJob(jobId))?.attemptsStarted === 1 && (await queue.getJob(jobId))!.isDelayed());
     expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
     await waitFor('the material to expire', async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');

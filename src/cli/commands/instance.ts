@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { kmsInstance } from '../../api/presenters.js';
 import { systemCaller } from '../../services/context.js';
-import { createInstance, describeInstance, pageInstances, updateInstance } from '../../services/instances.js';
+import { createInstance, describeInstance, instanceQuotaInfos, pageInstances, updateInstance } from '../../services/instances.js';
 import { withLocalKms } from '../local-kms.js';
 import { print } from '../output.js';
 
@@ -33,10 +33,13 @@ export function registerInstanceCommands(program: Command): void {
     .action(async (o: { table?: boolean }) =>
       withLocalKms(async (kms) => {
         const { items } = await pageInstances(kms.deps, { pageNumber: 1, pageSize: 1000 }, systemCaller);
-        print(
-          items.map((i) => ({ InstanceId: i.id, Type: i.type, KeyQuota: i.keyQuota, UsedKeys: i.usedKeys, Qps: i.qps })),
-          o,
-        );
+        const rows = [];
+        for (const i of items) {
+          // Every key version consumes one unit (seed 002): the same count the quota check reads.
+          const [keyQuota] = await instanceQuotaInfos(kms.deps, i.id, systemCaller, 'key');
+          rows.push({ InstanceId: i.id, Type: i.type, KeyQuota: i.keyQuota, UsedKeys: keyQuota?.usedQuantity ?? 0, Qps: i.qps });
+        }
+        print(rows, o);
       }),
     );
   instance
