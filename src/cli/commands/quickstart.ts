@@ -35,8 +35,10 @@ export function registerQuickstartCommand(program: Command): void {
         const secret = !base.databaseUrl || !base.redisUrl ? await loadOrCreateLocalServicesSecret(base.dataDir) : '';
         const databaseUrl = base.databaseUrl ?? (await started(stops, await startEmbeddedPostgres({ dataDir: base.dataDir, password: secret })));
         const redisUrl = base.redisUrl ?? (await started(stops, await startPrivateRedis({ dataDir: base.dataDir, password: secret })));
-        // One pg connection to the one-backend embedded store: more would only queue at its gate.
-        const config: KmsConfig = { ...base, databaseUrl, redisUrl, databasePoolSize: base.databaseUrl ? base.databasePoolSize : EMBEDDED_DB_POOL_SIZE };
+        // One pg connection to the one-backend embedded store unless KMS_DB_POOL_SIZE says
+        // otherwise (its gate makes any number safe; more connections only queue there).
+        const poolSize = base.databaseUrl || process.env.KMS_DB_POOL_SIZE ? base.databasePoolSize : EMBEDDED_DB_POOL_SIZE;
+        const config: KmsConfig = { ...base, databaseUrl, redisUrl, databasePoolSize: poolSize };
         await writeRuntime(base.dataDir, { databaseUrl, redisUrl, databasePoolSize: config.databasePoolSize, pid: process.pid });
         stops.push(() => rm(runtimeFile(base.dataDir), { force: true }));
         const running = await runServer(config);
