@@ -80,7 +80,7 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
 
     const software = new SoftwareCipher();
     opened.push(async () => software.clear());
-    const deps: ServiceDeps = { db, hsm, software, clock: options.clock ?? systemClock, config, logger };
+    const deps: ServiceDeps = { db, hsm, software, clock: options.clock ?? systemClock, config, logger, jobs };
     return {
       deps,
       redis,

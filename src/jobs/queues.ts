@@ -8,8 +8,10 @@ import { type ConnectionOptions, type DefaultJobOptions, Queue, UnrecoverableErr
 import type { Clock } from '../clock.js';
 import type { KmsConfig } from '../config.js';
 import { KmsError } from '../domain/errors.js';
-import type { ByokJobs } from '../services/byok-jobs.js';
+import type { JobsPort } from '../services/jobs-port.js';
+import { KEY_DELETION_QUEUE, type KeyDeletionJob, scheduleKeyDeletion } from './key-deletion.js';
 import { MATERIAL_EXPIRY_QUEUE, type MaterialExpiryJob, scheduleMaterialExpiry } from './material-expiry.js';
+import { ROTATION_QUEUE, type RotationJob, scheduleRotation } from './rotation.js';
 import { SWEEPER_QUEUE, type SweeperJob } from './sweeper.js';
 import { WRAPPING_POOL_QUEUE, type WrappingPoolJob, requestWrappingPoolRefill } from './wrapping-pool.js';
 
@@ -41,12 +43,14 @@ export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
 
 export interface KmsQueues {
   materialExpiry: Queue<MaterialExpiryJob>;
+  rotation: Queue<RotationJob>;
+  keyDeletion: Queue<KeyDeletionJob>;
   wrappingPool: Queue<WrappingPoolJob>;
   sweeper: Queue<SweeperJob>;
 }
 
-/** The producers and the scheduling port (`ByokJobs`) the services call. */
-export interface KmsJobs extends ByokJobs {
+/** The producers and the scheduling port (`JobsPort`) the services call. */
+export interface KmsJobs extends JobsPort {
   queues: KmsQueues;
   settings: QueueSettings;
   close(): Promise<void>;
@@ -57,6 +61,8 @@ export function createKmsJobs(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>, cloc
   const options = { ...settings, defaultJobOptions: DEFAULT_JOB_OPTIONS };
   const queues: KmsQueues = {
     materialExpiry: new Queue<MaterialExpiryJob>(MATERIAL_EXPIRY_QUEUE, options),
+    rotation: new Queue<RotationJob>(ROTATION_QUEUE, options),
+    keyDeletion: new Queue<KeyDeletionJob>(KEY_DELETION_QUEUE, options),
     wrappingPool: new Queue<WrappingPoolJob>(WRAPPING_POOL_QUEUE, options),
     sweeper: new Queue<SweeperJob>(SWEEPER_QUEUE, options),
   };
@@ -68,6 +74,8 @@ export function createKmsJobs(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>, cloc
     settings,
     scheduleMaterialExpiry: (keyId, versionId, expireAt) => scheduleMaterialExpiry(queues.materialExpiry, clock, { keyId, versionId }, expireAt),
     requestWrappingPoolRefill: () => requestWrappingPoolRefill(queues.wrappingPool),
+    scheduleRotation: (keyId, dueAt) => scheduleRotation(queues.rotation, clock, keyId, dueAt),
+    scheduleKeyDeletion: (keyId, deleteAt) => scheduleKeyDeletion(queues.keyDeletion, clock, keyId, deleteAt),
     async close() {
       await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));
     },

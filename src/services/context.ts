@@ -5,6 +5,7 @@ import type { Hsm } from '../hsm/hsm.js';
 import type { SoftwareCipher } from '../hsm/software.js';
 import type { AccessRole } from '../store/access-keys.js';
 import type { Db } from '../store/db.js';
+import type { JobsPort } from './jobs-port.js';
 
 /** What every use case is built on; wired once by the composition root (src/kms.ts). */
 export interface ServiceDeps {
@@ -14,6 +15,8 @@ export interface ServiceDeps {
   clock: Clock;
   config: KmsConfig;
   logger: Logger;
+  /** Scheduling of delayed work (expiry, rotation, deletion, pool refill). */
+  jobs: JobsPort;
 }
 
 /** Who is calling: the verified access key (or the system itself, for jobs and the CLI). */

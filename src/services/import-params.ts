@@ -11,8 +11,8 @@ import { IMPORT_TOKEN_LIFETIME_SECONDS, encodeImportToken, importTokenSignedByte
 import type { Hsm } from '../hsm/hsm.js';
 import { recordAudit } from '../store/audit.js';
 import { insertImportToken } from '../store/wrapping-keys.js';
-import { type ByokDeps, scheduleBestEffort } from './byok-jobs.js';
-import type { Caller } from './context.js';
+import { scheduleBestEffort } from './jobs-port.js';
+import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
 import { issueWrappingKey } from './wrapping-keys.js';
 
@@ -41,7 +41,7 @@ export interface ImportParameters {
  *   InvalidParameter(WrappingAlgorithm) for an algorithm the seed's table does not offer
  *   for this key, Rejected.UnsupportedOperation when the HSM cannot unwrap it (strict mode).
  */
-export async function getParametersForImport(deps: ByokDeps, input: GetParametersForImportInput, caller: Caller): Promise<ImportParameters> {
+export async function getParametersForImport(deps: ServiceDeps, input: GetParametersForImportInput, caller: Caller): Promise<ImportParameters> {
   const key = await loadKey(deps, deps.db, input.keyId, caller);
   assertImportAction('GetParametersForImport', key);
   const type = keyManagementType(key);

@@ -17,9 +17,9 @@ import { type Queryable, withTransaction } from '../store/db.js';
 import { type Key, getKey, updateKey } from '../store/keys.js';
 import { type KeyVersion, findVersionByFingerprint, getVersion, updateVersionMaterial } from '../store/versions.js';
 import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
-import { type ByokDeps, scheduleBestEffort } from './byok-jobs.js';
+import { scheduleBestEffort } from './jobs-port.js';
 import { assertAdmin } from './permissions.js';
-import type { Caller } from './context.js';
+import type { Caller, ServiceDeps } from './context.js';
 import { assertHsmCanUnwrap } from './import-params.js';
 import { loadKey } from './key-lookup.js';
 
@@ -61,7 +61,7 @@ export interface ImportOutcome {
  *   Unsupported.Origin; Rejected.PendingDeletion; Rejected.UnsupportedOperation (strict
  *   mode turned on after the token was issued); Forbidden.KeyNotFound
  */
-export async function importKeyMaterial(deps: ByokDeps, input: ImportKeyMaterialInput, caller: Caller): Promise<ImportOutcome> {
+export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMaterialInput, caller: Caller): Promise<ImportOutcome> {
   assertAdmin(caller);
   const token = await verifyImportToken(deps.hsm, input.importToken);
   const now = deps.clock.now();
@@ -202,7 +202,7 @@ function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
  * not the bound one; it never holds material.
  */
 async function auditRefusal(
-  deps: ByokDeps,
+  deps: ServiceDeps,
   caller: Caller,
   attempt: { keyId?: string; path?: UnwrapPath },
   error: unknown,

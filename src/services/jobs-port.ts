@@ -2,27 +2,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { ServiceDeps } from './context.js';
 
 /**
- * What the BYOK use cases ask of the job system; jobs/queues.ts implements it over BullMQ.
- * Postgres stays the source of truth (DESIGN.md, Jobs): a lost or failed schedule only
- * delays the effect until the sweeper finds it, so callers schedule after their commit and
- * never fail a request because Redis is slow or down.
+ * What the use cases ask of the job system (the port; jobs/queues.ts implements it over
+ * BullMQ, and it reaches every use case through ServiceDeps). Postgres stays the source of
+ * truth (DESIGN.md, Jobs): a lost or failed schedule only delays the effect until the sweeper
+ * finds it, so callers schedule after their commit (through `scheduleBestEffort`) and never
+ * fail a request because Redis is slow or down.
  */
-export interface ByokJobs {
+export interface JobsPort {
   /** A delayed job that deletes a version's imported material at `expireAt` (deterministic job id per version and expiry). */
   scheduleMaterialExpiry(keyId: string, versionId: string, expireAt: Date): Promise<void>;
   /** Tops the pre-generated wrapping key pool back up (one pending refill at a time). */
   requestWrappingPoolRefill(): Promise<void>;
-}
-
-/** The dependencies of the BYOK use cases. */
-export interface ByokDeps extends ServiceDeps {
-  jobs: ByokJobs;
+  /** A delayed job that rotates the key at `dueAt` (its NextRotationDate; deterministic job id per key and date). */
+  scheduleRotation(keyId: string, dueAt: Date): Promise<void>;
+  /** A delayed job that deletes the key at `deleteAt` (its DeleteDate; deterministic job id per key and date). */
+  scheduleKeyDeletion(keyId: string, deleteAt: Date): Promise<void>;
 }
 
 /** Jobs that do nothing, for callers without a job system (one-off CLI commands, unit tests). */
-export const noByokJobs: ByokJobs = {
+export const noJobs: JobsPort = {
   scheduleMaterialExpiry: async () => undefined,
   requestWrappingPoolRefill: async () => undefined,
+  scheduleRotation: async () => undefined,
+  scheduleKeyDeletion: async () => undefined,
 };
 
 const SCHEDULE_TIMEOUT_MS = 2_000;

@@ -1,16 +1,11 @@
 import { z } from 'zod';
 import { WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS } from '../../domain/byok.js';
 import { isoSeconds } from '../../domain/dates.js';
-import type { KmsServices } from '../../kms.js';
-import type { ByokDeps } from '../../services/byok-jobs.js';
 import { importKeyMaterial } from '../../services/import.js';
 import { getParametersForImport } from '../../services/import-params.js';
 import { deleteKeyMaterial } from '../../services/key-material.js';
 import { p } from '../params.js';
 import { defineAction } from './action.js';
-
-/** The BYOK use cases need the job-scheduling port besides the common dependencies. */
-const byokDeps = (kms: KmsServices): ByokDeps => ({ ...kms.deps, jobs: kms.jobs });
 
 /** Seed 000 / alibaba-api.md §3.2: GetParametersForImport, ImportKeyMaterial, DeleteKeyMaterial. */
 export const importActions = {
@@ -23,7 +18,7 @@ export const importActions = {
     }),
     async handle(params, { kms, caller }) {
       const result = await getParametersForImport(
-        byokDeps(kms),
+        kms.deps,
         { keyId: params.KeyId, wrappingKeySpec: params.WrappingKeySpec, wrappingAlgorithm: params.WrappingAlgorithm },
         caller,
       );
@@ -47,7 +42,7 @@ export const importActions = {
     }),
     async handle(params, { kms, caller }) {
       await importKeyMaterial(
-        byokDeps(kms),
+        kms.deps,
         {
           keyId: params.KeyId,
           encryptedKeyMaterial: params.EncryptedKeyMaterial,
