@@ -16,12 +16,20 @@ import { type TestServer, startServer } from '../helpers/server.js';
  * messages of different `pg` connections interleaved in PGlite's one backend.
  *
  * The same body runs on the embedded store (PGlite behind our front, in this process, the
- * service on a pool of one as the quickstart runs it) and on a real Postgres: 200+ concurrent
- * mixed SDK calls over both tiers while a second process runs CLI operator verbs against the
- * same store. Every answer must be about the key asked, and nothing may fail.
+ * service on a pool of one as the quickstart runs it) and on a real Postgres: 240+ mixed SDK
+ * calls over both tiers, 48 in flight at a time, while a second process runs CLI operator verbs
+ * against the same store. Every answer must be about the key asked, and nothing may fail.
  */
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '../..');
+/** Calls made at least (the issue asks for 200+). */
+const MIN_CALLS = 240;
+/**
+ * Calls in flight at once: "a few dozen", as in the issue's reproduction. Far more would only
+ * measure the service's load shedding (a request waiting over 5 s for a store connection is
+ * answered 503 by design) on a loaded 2-core machine, not the store's correctness.
+ */
+const IN_FLIGHT = 48;
 
 interface Store {
   databaseUrl?: string;
@@ -98,11 +106,13 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
     const check = (label: string, condition: boolean, detail: unknown) => {
       if (!condition) failures.push(`${label}: ${JSON.stringify(detail)}`);
     };
-    const calls = Array.from({ length: 240 }, (_, i) => async () => {
+    const callNumber = async (i: number): Promise<void> => {
       const keyId = keys[i % keys.length]!;
       const label = `#${i}`;
       try {
-        switch (i % 8) {
+        // Past MIN_CALLS (the storm goes on while the CLI verbs run) no more keys are created,
+        // so the instances' quotas hold however long that takes.
+        switch (i < MIN_CALLS ? i % 8 : i % 7) {
           case 0:
           case 1: {
             const plaintext = `p-${i}-${randomBytes(6).toString('hex')}`;
@@ -146,13 +156,21 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
         const e = error as { statusCode?: number; code?: string; message?: string; data?: { Code?: string } };
         failures.push(`${label} (key ${keyId}): ${e.statusCode ?? ''} ${e.data?.Code ?? e.code ?? ''} ${e.message ?? String(error)}`);
       }
-    });
+    };
 
     const started = Date.now();
-    const [outcomes, verbs] = await Promise.all([Promise.all(calls.map((c) => c())), runCliVerbs(cliEnv, server.softwareInstanceId)]);
+    // IN_FLIGHT lanes issue calls until at least MIN_CALLS were made AND the CLI verbs are done,
+    // so the verbs' process always runs during the storm, however long either takes.
+    let cliDone = false;
+    let made = 0;
+    const lane = async () => {
+      while (made < MIN_CALLS || !cliDone) await callNumber(made++);
+    };
+    const cli = runCliVerbs(cliEnv, server.softwareInstanceId).finally(() => (cliDone = true));
+    const [verbs] = await Promise.all([cli, Promise.all(Array.from({ length: IN_FLIGHT }, lane))]);
     const elapsed = Date.now() - started;
-    process.stdout.write(`[embedded-concurrency] ${calls.length} concurrent calls in ${elapsed} ms (${((calls.length * 1000) / elapsed).toFixed(0)}/s)\n`);
-    expect(outcomes).toHaveLength(calls.length);
+    process.stdout.write(`[embedded-concurrency] ${made} calls, ${IN_FLIGHT} in flight, in ${elapsed} ms (${((made * 1000) / elapsed).toFixed(0)}/s)\n`);
+    expect(made).toBeGreaterThanOrEqual(MIN_CALLS);
     expect(failures).toEqual([]);
     expect(verbs).toHaveLength(4);
     expect(verbs.filter((v) => !v.ok)).toEqual([]);
@@ -186,19 +204,18 @@ async function runCliVerbs(env: NodeJS.ProcessEnv, instanceId: string): Promise<
     { args: ['instance', 'list'], accept: (o) => Array.isArray(o) && o.length >= 2 },
     { args: ['instance', 'create', '--type', 'HSM', '--key-quota', '2', '--qps', '10'], accept: (o) => /^kst-/.test((o as { InstanceId?: string }).InstanceId ?? '') },
   ];
-  await Promise.all(
-    verbs.map(async ({ args, accept }) => {
-      const verb = args.join(' ');
-      try {
-        const { stdout } = await kms(...args);
-        const ok = accept(JSON.parse(stdout));
-        if (!ok) process.stderr.write(`[embedded-concurrency] ${verb} printed ${stdout}\n`);
-        results.push({ verb, ok });
-      } catch (error) {
-        process.stderr.write(`[embedded-concurrency] ${verb} failed: ${(error as { stderr?: string }).stderr ?? String(error)}\n`);
-        results.push({ verb, ok: false });
-      }
-    }),
-  );
+  // One after the other: "a second process" working alongside the service, as an operator would.
+  for (const { args, accept } of verbs) {
+    const verb = args.join(' ');
+    try {
+      const { stdout } = await kms(...args);
+      const ok = accept(JSON.parse(stdout));
+      if (!ok) process.stderr.write(`[embedded-concurrency] ${verb} printed ${stdout}\n`);
+      results.push({ verb, ok });
+    } catch (error) {
+      process.stderr.write(`[embedded-concurrency] ${verb} failed: ${(error as { stderr?: string }).stderr ?? String(error)}\n`);
+      results.push({ verb, ok: false });
+    }
+  }
   return results;
 }
