@@ -93,8 +93,11 @@ export function requestDeadlines(limits: KmsConfig['http']): Pick<http.ServerOpt
 
 /** Answers what Node's parser refused with Alibaba's error body, then closes the connection. */
 function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): void {
-  // Nobody left to answer (the peer reset, or the socket is already closing).
-  if (error.code === 'ECONNRESET' || !socket.writable) {
+  // Nobody left to answer (the peer reset, or the socket is already closing), or a response
+  // is already on its way on this socket: raw bytes would corrupt it. (`_httpMessage` is what
+  // Node's own default clientError answer checks for the latter.)
+  const inFlight = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+  if (error.code === 'ECONNRESET' || !socket.writable || inFlight) {
     socket.destroy();
     return;
   }
