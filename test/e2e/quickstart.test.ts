@@ -1,9 +1,13 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { KMS, legacyClient } from '../helpers/sdk.js';
+import { redisServersIn } from '../helpers/processes.js';
 
 /**
  * `kms quickstart` as a user runs it: a new data dir, no DATABASE_URL (embedded PGlite), no
@@ -11,15 +15,21 @@ import { KMS, legacyClient } from '../helpers/sdk.js';
  * the same state, and an old ciphertext still decrypts.
  */
 const repoRoot = path.resolve(import.meta.dirname, '../..');
+const run = promisify(execFile);
 const children: ChildProcess[] = [];
 
 afterAll(() => {
   for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
 });
 
-function startQuickstart(dataDir: string): Promise<{ child: ChildProcess; endpoint: string; output: () => string }> {
+function quickstartEnv(dataDir: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, KMS_DATA_DIR: dataDir, KMS_PORT: '0', KMS_LOG_LEVEL: 'warn' };
-  for (const name of ['DATABASE_URL', 'REDIS_URL', 'SOFTHSM2_CONF', 'KMS_HSM_PIN', 'KMS_HSM_SO_PIN']) delete env[name];
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'SOFTHSM2_CONF', 'KMS_HSM_PIN', 'KMS_HSM_SO_PIN', 'KMS_DB_POOL_SIZE']) delete env[name];
+  return env;
+}
+
+function startQuickstart(dataDir: string): Promise<{ child: ChildProcess; endpoint: string; output: () => string }> {
+  const env = quickstartEnv(dataDir);
   const child = spawn(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'quickstart'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let output = '';
@@ -73,5 +83,65 @@ describe('npm run quickstart', () => {
     // The same instances are reused, not created again.
     expect(second.output().match(/HSM instance\s+(kst-\w+)/)?.[1]).toBe(first.output().match(/HSM instance\s+(kst-\w+)/)?.[1]);
     expect(await stop(second.child)).toBe(0);
+  }, 180_000);
+
+  it('guards its embedded Postgres and private Redis with the local secret, which CLI verbs use and no output shows; a SIGKILL leaves no second Redis', async () => {
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'kms-quickstart-secret-'));
+    const first = await startQuickstart(dataDir);
+    const secretFile = path.join(dataDir, 'local-services.secret');
+    expect((await stat(secretFile)).mode & 0o777).toBe(0o600);
+    const secret = (await readFile(secretFile, 'utf8')).trim();
+    expect(secret).toMatch(/^[0-9a-f]{64}$/);
+    const runtimePath = path.join(dataDir, 'runtime.json');
+    expect((await stat(runtimePath)).mode & 0o777).toBe(0o600);
+    const runtime = JSON.parse(await readFile(runtimePath, 'utf8')) as { databaseUrl: string; redisUrl: string; databasePoolSize: number };
+    expect(decodeURIComponent(new URL(runtime.databaseUrl).password)).toBe(secret);
+    expect(decodeURIComponent(new URL(runtime.redisUrl).password)).toBe(secret);
+    expect(runtime.databasePoolSize).toBe(1);
+
+    // Without the secret, or with a wrong one: refused by both.
+    for (const password of ['', 'wrong-password']) {
+      const dbUrl = new URL(runtime.databaseUrl);
+      dbUrl.password = password;
+      const client = new pg.Client({ connectionString: dbUrl.toString() });
+      client.on('error', () => undefined);
+      await expect(client.connect()).rejects.toMatchObject({ code: '28P01' });
+      await client.end().catch(() => undefined);
+      const redisUrl = new URL(runtime.redisUrl);
+      const redis = new Redis({ host: redisUrl.hostname, port: Number(redisUrl.port), ...(password ? { password } : {}), lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      let refusal = '';
+      redis.on('error', (error: Error) => (refusal ||= error.message));
+      await redis.connect().then(() => redis.del('any-nonce')).catch((error: Error) => (refusal ||= error.message));
+      redis.disconnect();
+      expect(refusal).toMatch(/NOAUTH|WRONGPASS|invalid password/i);
+    }
+    // With it: both answer.
+    const db = new pg.Client({ connectionString: runtime.databaseUrl });
+    await db.connect();
+    expect((await db.query<{ n: string }>("SELECT count(*) AS n FROM access_keys WHERE role = 'admin'")).rows[0]?.n).toBe('1');
+    await db.end();
+    const redis = new Redis(runtime.redisUrl, { maxRetriesPerRequest: 1 });
+    expect(await redis.ping()).toBe('PONG');
+    redis.disconnect();
+
+    // An operator verb attaches through runtime.json, while the quickstart runs.
+    const verb = await run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'instance', 'list'], { cwd: repoRoot, env: quickstartEnv(dataDir) });
+    expect((JSON.parse(verb.stdout) as unknown[]).length).toBeGreaterThanOrEqual(2);
+    expect(verb.stdout + verb.stderr).not.toContain(secret);
+    expect(first.output()).not.toContain(secret);
+
+    // SIGKILL: no handler runs, the private Redis is orphaned; the next start stops it.
+    const orphanPid = Number((await readFile(path.join(dataDir, 'redis', 'redis.pid'), 'utf8')).trim());
+    const killed = new Promise((resolve) => first.child.once('exit', resolve));
+    first.child.kill('SIGKILL');
+    await killed;
+    expect(await redisServersIn(path.join(dataDir, 'redis'))).toEqual([orphanPid]);
+    const second = await startQuickstart(dataDir);
+    const servers = await redisServersIn(path.join(dataDir, 'redis'));
+    expect(servers).toHaveLength(1);
+    expect(servers[0]).not.toBe(orphanPid);
+    expect(second.output()).not.toContain(secret);
+    expect(await stop(second.child)).toBe(0);
+    expect(await redisServersIn(path.join(dataDir, 'redis'))).toEqual([]);
   }, 180_000);
 });

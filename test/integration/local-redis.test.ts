@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PRIVATE_REDIS_PORT, redisCommand, startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
+import { redisServersIn } from '../helpers/processes.js';
 
 describe('private redis-server for the quickstart', () => {
   const password = 'test-secret-0123456789abcdef';
@@ -126,20 +127,6 @@ describe('private redis-server for the quickstart', () => {
   });
 });
 
-/** Pids of the running (non-zombie) redis-server processes whose working dir is `dir`. */
-async function redisServersIn(dir: string): Promise<number[]> {
-  const real = await fs.realpath(dir);
-  const pids: number[] = [];
-  for (const entry of await fs.readdir('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    const comm = (await fs.readFile(`/proc/${entry}/comm`, 'utf8').catch(() => '')).trim();
-    if (!comm.startsWith('redis-server')) continue;
-    const stat = await fs.readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
-    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue;
-    if ((await fs.readlink(`/proc/${entry}/cwd`).catch(() => '')) === real) pids.push(Number(entry));
-  }
-  return pids.sort((a, b) => a - b);
-}
 
 /** What a Redis refuses a client with `options` (its first error), or '' if `DEL` went through. */
 async function ioredisRefusal(options: { port: number; password?: string }): Promise<string> {
