@@ -38,6 +38,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   'Rejected.PendingDeletion': 409,
   'Rejected.PendingImport': 409,
   'Rejected.StateModifiedFailed': 409,
+  // Our code (docs silent): see domain/errors.ts pendingRotationExists.
+  'Rejected.PendingRotation': 409,
   ServiceUnavailableTemporary: 503,
   InternalFailure: 500,
 };

@@ -5,7 +5,7 @@ import { formatRotationInterval } from '../domain/rotation.js';
 import type { Instance } from '../domain/instance.js';
 import type { Key } from '../domain/key.js';
 
-/** DescribeKey's KeyMetadata, field for field as alibaba-api.md §3.1 lists it. */
+/** DescribeKey's KeyMetadata, field for field as alibaba-api.md §3.1 lists it (plus `RotationFailure`, below). */
 export function keyMetadata(key: Key, config: Pick<KmsConfig, 'region' | 'accountId'>): Record<string, unknown> {
   const rotationShown = key.automaticRotation !== 'Disabled';
   return {
@@ -29,6 +29,10 @@ export function keyMetadata(key: Key, config: Pick<KmsConfig, 'region' | 'accoun
     PrimaryKeyVersion: key.primaryVersionId ?? '',
     ProtectionLevel: key.protectionLevel,
     ...(rotationShown && key.rotationIntervalSeconds ? { RotationInterval: formatRotationInterval(key.rotationIntervalSeconds) } : {}),
+    // hsm-kms extension: why the due automatic rotation did not happen (e.g. the instance's key
+    // quota); present only until a rotation succeeds or rotation is turned off. The SDKs
+    // ignore it; `kms key describe` and the console show it.
+    ...(key.rotationFailure ? { RotationFailure: key.rotationFailure } : {}),
   };
 }
 

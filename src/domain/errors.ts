@@ -86,3 +86,14 @@ export const deletionProtected = () =>
 /** A KeyVersionId that names no version of the key: Alibaba documents only `Forbidden.KeyNotFound` (404). */
 export const keyVersionNotFound = () =>
   new KmsError('Forbidden.KeyNotFound', 'The specified key version is not found.');
+
+/**
+ * `Rejected.PendingRotation` (409), our code in Alibaba's `Rejected.<State>` family: the key
+ * already has new imported material waiting to be rotated in, and seed 002 allows no second
+ * one ("現在の新しいバージョンがローテーションされるまで、別のキーバージョンをインポートすることはできません").
+ */
+export const pendingRotationExists = () =>
+  new KmsError(
+    'Rejected.PendingRotation',
+    'The request was rejected because the key has a key version pending rotation. Rotate it in with CreateKeyVersion first.',
+  );

@@ -3,7 +3,7 @@
  * between states, which specs a protection level offers and who may rotate. Services ask
  * here and never re-derive these rules (Vault's keysutil.Policy habit).
  */
-import { rejectedState, stateModifiedFailed } from './errors.js';
+import { invalidParameter, rejectedState, stateModifiedFailed, unsupportedOperation } from './errors.js';
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
 export const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion', 'PendingImport'];
@@ -203,26 +203,136 @@ export const defaultKeyUsage = (_spec: KeySpec): KeyUsage => 'ENCRYPT/DECRYPT';
 export const materialLength = (spec: KeySpec): 32 | 24 | 16 =>
   spec === 'Aliyun_AES_256' ? 32 : spec === 'Aliyun_AES_192' ? 24 : 16;
 
-/** What decides whether a key may rotate. */
-export interface RotationEligibility {
+/**
+ * Who may rotate how: seed 002's scope table ("キーローテーション: 範囲") as hsm-kms implements
+ * it. Each key falls in exactly one row; services ask `rotationRule` / the assertions below
+ * and never re-derive these rules. README "Key rotation" documents the same table.
+ */
+export type RotationClass =
+  | 'software-generated'
+  | 'software-byok'
+  | 'hsm-generated'
+  | 'hsm-byok'
+  | 'asymmetric'
+  | 'default-generated'
+  | 'default-byok';
+
+/**
+ * Automatic (periodic) rotation: `custom` any interval of 7–365 days; `fixed-365d` only
+ * the default keys' 365 days (seed 002: "ローテーション期間は 365 日で、変更できません"); `no`.
+ */
+export type AutomaticRotationRule = 'custom' | 'fixed-365d' | 'no';
+
+/**
+ * Manual rotation: `new-version` — CreateKeyVersion generates new material; `import-new-material`
+ * — new material is imported (ImportType=NEW_KEY_MATERIAL, a PendingRotation version) and
+ * CreateKeyVersion rotates it in (seed 002, BYOK); `no`.
+ */
+export type ManualRotationRule = 'new-version' | 'import-new-material' | 'no';
+
+export interface RotationRule {
+  automatic: AutomaticRotationRule;
+  manual: ManualRotationRule;
+  /** The refusal's explanation, read by the client in Rejected.UnsupportedOperation. */
+  why: string;
+}
+
+/** Seed 002's table. Rows it leaves open are marked as our choice. */
+const WHO_MAY_ROTATE: Readonly<Record<RotationClass, RotationRule>> = {
+  'software-generated': { automatic: 'custom', manual: 'new-version', why: '' },
+  'software-byok': {
+    automatic: 'no',
+    manual: 'import-new-material',
+    why: 'Keys with imported material (Origin=EXTERNAL) rotate only by importing new material: ImportKeyMaterial with ImportType=NEW_KEY_MATERIAL, then CreateKeyVersion.',
+  },
+  // Both storage mechanisms: the new version is a new token object (HsmInternal) like the first.
+  'hsm-generated': { automatic: 'custom', manual: 'new-version', why: '' },
+  // Our choice: imported material lives in a non-extractable token object per key; the
+  // seed's console flow for new material covers software keys only.
+  'hsm-byok': {
+    automatic: 'no',
+    manual: 'no',
+    why: 'Keys of a hardware instance with imported material (Origin=EXTERNAL) cannot rotate.',
+  },
+  asymmetric: { automatic: 'no', manual: 'no', why: 'Asymmetric keys cannot rotate.' },
+  'default-generated': {
+    automatic: 'fixed-365d',
+    manual: 'no',
+    why: 'Default keys rotate only automatically, every 365 days; they have no manual rotation.',
+  },
+  // Our choice: a default key rotates only automatically, and imported material never does.
+  'default-byok': {
+    automatic: 'no',
+    manual: 'no',
+    why: 'Default keys with imported material (Origin=EXTERNAL) cannot rotate.',
+  },
+};
+
+export const ROTATION_CLASSES = Object.keys(WHO_MAY_ROTATE) as readonly RotationClass[];
+
+/** Seed 002: default keys rotate every 365 days, and that period cannot be changed. */
+export const DEFAULT_KEY_ROTATION_INTERVAL_SECONDS = 365 * 86_400;
+
+/** What decides the row of the who-may-rotate table. */
+export interface RotationSubject {
+  /** null: a default key. */
+  instanceId: string | null;
+  protectionLevel: ProtectionLevel;
   origin: Origin;
-  protection: ProtectionLevel;
-  /** Hardware instances only; absent for SOFTWARE keys. */
-  storage?: KeyStorageMechanism | undefined;
+  /** Any spec name; only `Aliyun_AES_*` are symmetric (§5.2). */
+  keySpec: string;
+  /** Hardware keys only; both mechanisms rotate alike. */
+  storageMechanism?: KeyStorageMechanism | null | undefined;
+}
+
+export const isSymmetricSpec = (spec: string): boolean => spec.startsWith('Aliyun_AES_') || spec === 'Aliyun_SM4';
+
+export function rotationClass(key: RotationSubject): RotationClass {
+  const byok = key.origin === 'EXTERNAL';
+  if (!isSymmetricSpec(key.keySpec)) return 'asymmetric';
+  if (key.instanceId === null) return byok ? 'default-byok' : 'default-generated';
+  if (key.protectionLevel === 'HSM') return byok ? 'hsm-byok' : 'hsm-generated';
+  return byok ? 'software-byok' : 'software-generated';
+}
+
+export const rotationRule = (key: RotationSubject): RotationRule => WHO_MAY_ROTATE[rotationClass(key)];
+
+/**
+ * The interval automatic rotation runs at, when it is being turned on: the requested one, or
+ * for default keys the fixed 365 days (absent or exactly 365 days is accepted).
+ * @throws Rejected.UnsupportedOperation for keys that never rotate automatically;
+ *   InvalidParameter(RotationInterval) when it is missing, or another period on a default key.
+ */
+export function automaticRotationInterval(key: RotationSubject, requestedSeconds: number | undefined): number {
+  const rule = rotationRule(key);
+  if (rule.automatic === 'no') throw unsupportedOperation(`Automatic rotation is not available for this key. ${rule.why}`);
+  if (rule.automatic === 'fixed-365d') {
+    if (requestedSeconds !== undefined && requestedSeconds !== DEFAULT_KEY_ROTATION_INTERVAL_SECONDS) {
+      throw invalidParameter('RotationInterval', 'Default keys rotate every 365 days (31536000s); the period cannot be changed.');
+    }
+    return DEFAULT_KEY_ROTATION_INTERVAL_SECONDS;
+  }
+  if (requestedSeconds === undefined) throw invalidParameter('RotationInterval', 'It is required when rotation is enabled.');
+  return requestedSeconds;
 }
 
 /**
- * Whether automatic (periodic) rotation may be enabled. Seed 000/002: BYOK keys never
- * rotate automatically (software BYOK rotates only by importing new material). HSM keys
- * rotate only when stored `HsmEncryptedDatabase` (`HsmInternal` has no rotation).
+ * How CreateKeyVersion rotates this key.
+ * @throws Rejected.UnsupportedOperation for keys without manual rotation.
  */
-export function canRotateAutomatically({ origin, protection, storage }: RotationEligibility): boolean {
-  if (origin === 'EXTERNAL') return false;
-  return protection === 'SOFTWARE' || storage === 'HsmEncryptedDatabase';
+export function manualRotation(key: RotationSubject): Exclude<ManualRotationRule, 'no'> {
+  const rule = rotationRule(key);
+  if (rule.manual === 'no') throw unsupportedOperation(`Manual rotation is not available for this key. ${rule.why}`);
+  return rule.manual;
 }
 
 /**
- * Whether CreateKeyVersion (rotate now with new generated material) is possible: the same
- * keys as automatic rotation, since it generates material KMS-side (seed 002).
+ * Whether ImportKeyMaterial may bring new material for a rotation (ImportType=NEW_KEY_MATERIAL).
+ * @throws Rejected.UnsupportedOperation for every key but SOFTWARE keys with imported material.
  */
-export const canCreateKeyVersion = (key: RotationEligibility): boolean => canRotateAutomatically(key);
+export function assertNewMaterialImport(key: RotationSubject): void {
+  const rule = rotationRule(key);
+  if (rule.manual !== 'import-new-material') {
+    throw unsupportedOperation(`ImportType=NEW_KEY_MATERIAL is not available for this key. ${rule.why || 'Its material is generated by KMS: rotate it with CreateKeyVersion.'}`);
+  }
+}

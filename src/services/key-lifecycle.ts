@@ -17,6 +17,7 @@ import { getVersion } from '../store/versions.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
 import { assertAdmin } from './permissions.js';
+import { scheduleNextRotation } from './rotation-schedule.js';
 
 const DAY_MS = 86_400_000;
 
@@ -73,8 +74,11 @@ async function transition(deps: ServiceDeps, reference: string, caller: Caller, 
  * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), Forbidden.NoPermission (403),
  *   Rejected.StateModifiedFailed (409) in PendingDeletion or PendingImport.
  */
-export function enableKey(deps: ServiceDeps, reference: string, caller: Caller): Promise<Key> {
-  return transition(deps, reference, caller, { action: 'EnableKey' });
+export async function enableKey(deps: ServiceDeps, reference: string, caller: Caller): Promise<Key> {
+  const key = await transition(deps, reference, caller, { action: 'EnableKey' });
+  // Seed 002: rotation resumes; one that fell due while suspended runs once, now.
+  await scheduleNextRotation(deps, key);
+  return key;
 }
 
 /**
@@ -112,8 +116,11 @@ export function scheduleKeyDeletion(deps: ServiceDeps, reference: string, pendin
  * material (domain/key.ts `stateAfter`); the DeleteDate is cleared.
  * @throws Rejected.StateModifiedFailed (409) in any other state, plus the lookup and permission errors.
  */
-export function cancelKeyDeletion(deps: ServiceDeps, reference: string, caller: Caller): Promise<Key> {
-  return transition(deps, reference, caller, { action: 'CancelKeyDeletion', changes: () => ({ deleteDate: null }) });
+export async function cancelKeyDeletion(deps: ServiceDeps, reference: string, caller: Caller): Promise<Key> {
+  const key = await transition(deps, reference, caller, { action: 'CancelKeyDeletion', changes: () => ({ deleteDate: null }) });
+  // Seed 002: rotation resumes; one that fell due while suspended runs once, now.
+  await scheduleNextRotation(deps, key);
+  return key;
 }
 
 export interface DeletionProtectionInput {

@@ -4,7 +4,7 @@ import {
   type Origin,
   type ProtectionLevel,
   allowedKeySpecs,
-  canRotateAutomatically,
+  automaticRotationInterval,
   isKeySpec,
   materialLength,
 } from '../domain/key.js';
@@ -19,6 +19,7 @@ import { type Key, insertKey } from '../store/keys.js';
 import { insertVersionWithinQuota } from '../store/quota.js';
 import { upsertTags } from '../store/tags.js';
 import { assertAdmin } from './permissions.js';
+import { scheduleNextRotation } from './rotation-schedule.js';
 import type { Caller, ServiceDeps } from './context.js';
 
 export interface CreateKeyInput {
@@ -41,7 +42,8 @@ export interface CreateKeyInput {
  * Crash consistency (DESIGN.md): the rows are written first, then the HSM object with the
  * version id as CKA_ID, then the commit; a failed commit leaves an orphan object for the
  * reconciler, never a usable half-key.
- * @throws Forbidden.DKMSInstanceNotFound, InvalidParameter, Rejected.LimitExceeded, Forbidden.NoPermission
+ * @throws Forbidden.DKMSInstanceNotFound, InvalidParameter, Rejected.LimitExceeded, Forbidden.NoPermission,
+ *   Rejected.UnsupportedOperation (automatic rotation for a key that never rotates automatically)
  */
 export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller: Caller): Promise<Key> {
   const spec = input.keySpec ?? 'Aliyun_AES_256';
@@ -52,7 +54,7 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
   const origin = input.origin ?? 'Aliyun_KMS';
   assertAdmin(caller);
 
-  return withTransaction(deps.db, async (tx) => {
+  const created = await withTransaction(deps.db, async (tx) => {
     let protection: ProtectionLevel;
     if (input.instanceId !== undefined) {
       const instance = await lockInstance(tx, input.instanceId);
@@ -78,12 +80,10 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
 
     const now = deps.clock.now();
     const rotation = input.enableAutomaticRotation === true;
-    if (rotation) {
-      if (input.rotationIntervalSeconds === undefined) throw invalidParameter('RotationInterval', 'It is required when rotation is enabled.');
-      if (!canRotateAutomatically({ origin, protection, storage })) {
-        throw invalidParameter('EnableAutomaticRotation', 'Automatic rotation is not supported for this key.');
-      }
-    }
+    // Who may rotate is the key policy's (domain/key.ts); default keys get their fixed 365 days.
+    const interval = rotation
+      ? automaticRotationInterval({ instanceId: input.instanceId ?? null, protectionLevel: protection, origin, keySpec: spec, storageMechanism: storage }, input.rotationIntervalSeconds)
+      : null;
 
     const keyId = newKeyId();
     const versionId = newVersionId();
@@ -102,9 +102,10 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       deleteDate: null,
       storageMechanism: storage ?? null,
       automaticRotation: rotation ? 'Enabled' : 'Disabled',
-      rotationIntervalSeconds: input.rotationIntervalSeconds ?? null,
+      rotationIntervalSeconds: interval,
+      // Seed 002: a new key's LastRotationDate is its first version's creation.
       lastRotationDate: now,
-      nextRotationDate: rotation && input.rotationIntervalSeconds ? nextRotationDate(now, input.rotationIntervalSeconds) : null,
+      nextRotationDate: interval !== null ? nextRotationDate(now, interval) : null,
       rotationFailure: null,
       primaryVersionId: versionId,
       createdAt: now,
@@ -142,6 +143,8 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
     return key;
     // Not re-run on a conflict: the HSM object would outlive the rolled-back attempt.
   }, { rerunOnConflict: false });
+  await scheduleNextRotation(deps, created);
+  return created;
 }
 
 /** SOFTWARE tier: fresh material from the HSM's RNG, sealed under the root key, bound to the version id. */

@@ -162,3 +162,53 @@ export async function listKeys(
   );
   return { items: rows.map(toKey), total: Number(count[0]?.n ?? 0) };
 }
+
+/** What a rotation writes on its key (seed 002): the new primary version and the new dates. */
+export interface RotationChanges {
+  primaryVersionId: string;
+  lastRotationDate: Date;
+  /** null while automatic rotation is off. */
+  nextRotationDate: Date | null;
+}
+
+/**
+ * Applies a rotation only if the key's NextRotationDate is still the one the caller read
+ * (`… WHERE next_rotation_date IS NOT DISTINCT FROM $seen`): two workers, a retry or a restart
+ * that read the same due date never both rotate. Clears `rotation_failure`. Returns undefined
+ * when the row did not match.
+ */
+export async function updateKeyRotation(
+  db: Queryable,
+  id: string,
+  changes: RotationChanges,
+  seenNextRotationDate: Date | null,
+): Promise<Key | undefined> {
+  const { rows } = await db.query<KeyRow>(
+    `UPDATE keys SET primary_version_id = $2, last_rotation_date = $3, next_rotation_date = $4, rotation_failure = NULL, updated_at = now()
+     WHERE id = $1 AND next_rotation_date IS NOT DISTINCT FROM $5::timestamptz
+     RETURNING ${KEY_COLUMNS}`,
+    [id, changes.primaryVersionId, changes.lastRotationDate, changes.nextRotationDate, seenNextRotationDate],
+  );
+  return rows[0] ? toKey(rows[0]) : undefined;
+}
+
+/**
+ * Keys whose automatic rotation is due at `now` (NextRotationDate passed, rotation Enabled,
+ * so not Suspended), soonest first; for the sweeper, which skips `excludeIds` (already tried
+ * in this sweep). Served by keys_rotation_due_idx.
+ */
+export async function listKeysDueForRotation(
+  db: Queryable,
+  now: Date,
+  limit: number,
+  excludeIds: readonly string[] = [],
+): Promise<Array<{ keyId: string; nextRotationDate: Date }>> {
+  const { rows } = await db.query<{ id: string; next_rotation_date: Date }>(
+    `SELECT id, next_rotation_date FROM keys
+     WHERE automatic_rotation = 'Enabled' AND next_rotation_date IS NOT NULL AND next_rotation_date <= $1
+       AND NOT (id = ANY($3::text[]))
+     ORDER BY next_rotation_date, id LIMIT $2`,
+    [now, limit, excludeIds],
+  );
+  return rows.map((r) => ({ keyId: r.id, nextRotationDate: r.next_rotation_date }));
+}

@@ -149,8 +149,16 @@ describe('every validation rule answers its documented code, never a 500', () =>
     ['RotationInterval over 365 days', 'CreateKey', { EnableAutomaticRotation: true, RotationInterval: '366d' }, INVALID],
     ['RotationInterval without a unit', 'CreateKey', { EnableAutomaticRotation: true, RotationInterval: '604800' }, INVALID],
     ['RotationInterval garbage', 'CreateKey', { EnableAutomaticRotation: true, RotationInterval: 'weekly' }, INVALID],
-    ['rotation without an interval', 'CreateKey', { EnableAutomaticRotation: true }, INVALID],
-    ['rotation of an EXTERNAL key', 'CreateKey', { Origin: 'EXTERNAL', EnableAutomaticRotation: true, RotationInterval: '7d' }, INVALID],
+    // A default key takes its fixed 365 days without one; an instance key needs one.
+    ['rotation without an interval', 'CreateKey', async () => ({ DKMSInstanceId: server.softwareInstanceId, EnableAutomaticRotation: true }), INVALID],
+    ['default key with a period other than 365 days', 'CreateKey', { EnableAutomaticRotation: true, RotationInterval: '30d' }, INVALID],
+    // Who may rotate (domain/key.ts): BYOK keys never rotate automatically.
+    [
+      'rotation of an EXTERNAL key',
+      'CreateKey',
+      async () => ({ DKMSInstanceId: server.softwareInstanceId, Origin: 'EXTERNAL', EnableAutomaticRotation: true, RotationInterval: '7d' }),
+      ['Rejected.UnsupportedOperation', 400],
+    ],
     ['boolean that is not one', 'CreateKey', { EnableAutomaticRotation: 'yes' }, INVALID],
     ['21 tags', 'CreateKey', { Tags: tags(21) }, INVALID],
     ['acs: tag key', 'CreateKey', { Tags: tags(1, () => 'acs:project') }, INVALID],

@@ -3,8 +3,13 @@ import { KmsError } from '../../src/domain/errors.js';
 import {
   allowedKeySpecs,
   assertAllowed,
-  canCreateKeyVersion,
-  canRotateAutomatically,
+  assertNewMaterialImport,
+  automaticRotationInterval,
+  DEFAULT_KEY_ROTATION_INTERVAL_SECONDS,
+  manualRotation,
+  ROTATION_CLASSES,
+  rotationClass,
+  rotationRule,
   defaultKeyUsage,
   KEY_ACTIONS,
   KEY_SPECS,
@@ -14,7 +19,8 @@ import {
   type KeyAction,
   type KeyEvent,
   type KeyState,
-  type RotationEligibility,
+  type RotationClass,
+  type RotationSubject,
 } from '../../src/domain/key.js';
 
 const OK = 'Success';
@@ -151,18 +157,92 @@ describe('specs, usage and material', () => {
   });
 });
 
-describe('canRotateAutomatically (seed 000, seed 002)', () => {
-  const cases: Array<[RotationEligibility, boolean]> = [
-    [{ origin: 'Aliyun_KMS', protection: 'SOFTWARE' }, true],
-    [{ origin: 'EXTERNAL', protection: 'SOFTWARE' }, false],
-    [{ origin: 'Aliyun_KMS', protection: 'HSM', storage: 'HsmEncryptedDatabase' }, true],
-    [{ origin: 'Aliyun_KMS', protection: 'HSM', storage: 'HsmInternal' }, false],
-    [{ origin: 'Aliyun_KMS', protection: 'HSM' }, false],
-    [{ origin: 'EXTERNAL', protection: 'HSM', storage: 'HsmEncryptedDatabase' }, false],
-    [{ origin: 'EXTERNAL', protection: 'HSM', storage: 'HsmInternal' }, false],
+describe('who may rotate (seed 002, README "Key rotation")', () => {
+  const U = 'Rejected.UnsupportedOperation';
+  /** The table as the README gives it: automatic | manual, per row. */
+  const EXPECTED: Record<RotationClass, { automatic: 'custom' | 'fixed-365d' | 'no'; manual: 'new-version' | 'import-new-material' | 'no' }> = {
+    'software-generated': { automatic: 'custom', manual: 'new-version' },
+    'software-byok': { automatic: 'no', manual: 'import-new-material' },
+    'hsm-generated': { automatic: 'custom', manual: 'new-version' },
+    'hsm-byok': { automatic: 'no', manual: 'no' },
+    asymmetric: { automatic: 'no', manual: 'no' },
+    'default-generated': { automatic: 'fixed-365d', manual: 'no' },
+    'default-byok': { automatic: 'no', manual: 'no' },
+  };
+
+  const base = { instanceId: 'kst-x', protectionLevel: 'SOFTWARE', origin: 'Aliyun_KMS', keySpec: 'Aliyun_AES_256' } as const;
+  const ROWS: Array<[RotationClass, RotationSubject]> = [
+    ['software-generated', base],
+    ['software-byok', { ...base, origin: 'EXTERNAL' }],
+    ['hsm-generated', { ...base, protectionLevel: 'HSM', storageMechanism: 'HsmInternal', keySpec: 'Aliyun_AES_128' }],
+    ['hsm-generated', { ...base, protectionLevel: 'HSM', storageMechanism: 'HsmEncryptedDatabase' }],
+    ['hsm-byok', { ...base, protectionLevel: 'HSM', storageMechanism: 'HsmInternal', origin: 'EXTERNAL' }],
+    ['hsm-byok', { ...base, protectionLevel: 'HSM', storageMechanism: 'HsmEncryptedDatabase', origin: 'EXTERNAL' }],
+    ['asymmetric', { ...base, keySpec: 'RSA_2048' }],
+    ['asymmetric', { ...base, protectionLevel: 'HSM', keySpec: 'EC_P256' }],
+    ['asymmetric', { ...base, instanceId: null, keySpec: 'RSA_3072', origin: 'EXTERNAL' }],
+    ['default-generated', { ...base, instanceId: null }],
+    ['default-byok', { ...base, instanceId: null, origin: 'EXTERNAL' }],
   ];
-  it.each(cases)('%o → %s', (key, expected) => {
-    expect(canRotateAutomatically(key)).toBe(expected);
-    expect(canCreateKeyVersion(key)).toBe(expected);
+
+  it.each(ROWS)('%s: %o', (expected, key) => {
+    expect(rotationClass(key)).toBe(expected);
+    expect(rotationRule(key)).toMatchObject(EXPECTED[expected]);
+  });
+
+  it('every combination of tier, origin, spec and storage falls in one row, and every row is reached', () => {
+    const reached = new Set<RotationClass>();
+    for (const instanceId of [null, 'kst-x'])
+      for (const protectionLevel of ['SOFTWARE', 'HSM'] as const)
+        for (const origin of ['Aliyun_KMS', 'EXTERNAL'] as const)
+          for (const keySpec of [...KEY_SPECS, 'Aliyun_SM4', 'RSA_2048', 'EC_P256'])
+            for (const storageMechanism of [undefined, 'HsmInternal', 'HsmEncryptedDatabase'] as const) {
+              const cls = rotationClass({ instanceId, protectionLevel, origin, keySpec, storageMechanism });
+              expect(ROTATION_CLASSES).toContain(cls);
+              reached.add(cls);
+            }
+    expect([...reached].sort()).toEqual([...ROTATION_CLASSES].sort());
+    expect(Object.keys(EXPECTED).sort()).toEqual([...ROTATION_CLASSES].sort());
+  });
+
+  function code(fn: () => unknown): string {
+    try {
+      fn();
+      return 'ok';
+    } catch (error) {
+      return error instanceof KmsError ? error.code : String(error);
+    }
+  }
+
+  /** Cell by cell: what CreateKey/UpdateRotationPolicy, CreateKeyVersion and a NEW_KEY_MATERIAL import answer. */
+  const CELLS: Record<RotationClass, [automatic7d: string, manual: string, newMaterial: string]> = {
+    'software-generated': ['ok', 'new-version', U],
+    'software-byok': [U, 'import-new-material', 'ok'],
+    'hsm-generated': ['ok', 'new-version', U],
+    'hsm-byok': [U, U, U],
+    asymmetric: [U, U, U],
+    'default-generated': ['InvalidParameter', U, U],
+    'default-byok': [U, U, U],
+  };
+  it.each(ROWS)('%s: the refusals carry their code', (cls, key) => {
+    const [automatic, manual, newMaterial] = CELLS[cls];
+    expect(code(() => automaticRotationInterval(key, 7 * 86_400))).toBe(automatic);
+    const how = code(() => manualRotation(key));
+    expect(how === 'ok' ? manualRotation(key) : how).toBe(manual);
+    expect(code(() => assertNewMaterialImport(key))).toBe(newMaterial);
+  });
+
+  it('custom intervals are kept and required; default keys take exactly 365 days or none', () => {
+    expect(automaticRotationInterval(base, 604_800)).toBe(604_800);
+    expect(code(() => automaticRotationInterval(base, undefined))).toBe('InvalidParameter');
+    const defaultKey = { ...base, instanceId: null };
+    expect(automaticRotationInterval(defaultKey, undefined)).toBe(DEFAULT_KEY_ROTATION_INTERVAL_SECONDS);
+    expect(automaticRotationInterval(defaultKey, 365 * 86_400)).toBe(31_536_000);
+    expect(code(() => automaticRotationInterval(defaultKey, 364 * 86_400))).toBe('InvalidParameter');
+  });
+
+  it('refusals explain themselves', () => {
+    expect(() => manualRotation({ ...base, origin: 'EXTERNAL', protectionLevel: 'HSM' })).toThrow(/hardware instance with imported material/);
+    expect(() => automaticRotationInterval({ ...base, origin: 'EXTERNAL' }, 604_800)).toThrow(/NEW_KEY_MATERIAL/);
   });
 });

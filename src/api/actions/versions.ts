@@ -1,14 +1,49 @@
 import { z } from 'zod';
 import { isoSeconds } from '../../domain/dates.js';
+import { parseRotationInterval } from '../../domain/rotation.js';
 import { describeKeyVersion, pageKeyVersions } from '../../services/key-versions.js';
-import type { KeyVersion } from '../../store/versions.js';
+import { createKeyVersion, updateRotationPolicy } from '../../services/rotation.js';
+import type { KeyVersion } from '../../domain/key-version.js';
 import { p } from '../params.js';
 import { defineAction } from './action.js';
 
-/** alibaba-api.md §3.3: a version is only {KeyId, KeyVersionId, CreationDate}; there is no version state. */
+/** alibaba-api.md §3.3: a version is {KeyId, KeyVersionId, CreationDate}. */
 const keyVersion = (v: KeyVersion) => ({ KeyId: v.keyId, KeyVersionId: v.id, CreationDate: isoSeconds(v.createdAt) });
 
+/**
+ * ListKeyVersions / DescribeKeyVersion add the version's state as an hsm-kms extension
+ * (`KeyVersionState`: `Enabled` | `PendingRotation`): the 2016-01-20 API has no version
+ * state (§3.3), but seed 002's console shows imported new material as "ローテーション保留中";
+ * the SDKs ignore fields they do not know.
+ */
+const keyVersionWithState = (v: KeyVersion) => ({ ...keyVersion(v), KeyVersionState: v.state });
+
+/** Seed 002 / alibaba-api.md §3.3: versions and rotation. */
 export const versionActions = {
+  UpdateRotationPolicy: defineAction({
+    access: 'admin',
+    params: z.object({
+      KeyId: p.string(2048),
+      EnableAutomaticRotation: p.boolean(),
+      RotationInterval: p.optionalString(32),
+    }),
+    async handle(params, { kms, caller }) {
+      // Syntax and the 7–365-day bounds are checked before the key is looked up.
+      const interval = params.RotationInterval ? parseRotationInterval(params.RotationInterval) : undefined;
+      await updateRotationPolicy(kms.deps, params.KeyId, { enable: params.EnableAutomaticRotation, intervalSeconds: interval }, caller);
+      return {};
+    },
+  }),
+
+  CreateKeyVersion: defineAction({
+    access: 'admin',
+    params: z.object({ KeyId: p.string(2048) }),
+    async handle(params, { kms, caller }) {
+      const version = await createKeyVersion(kms.deps, params.KeyId, caller);
+      return { KeyVersion: keyVersion(version) };
+    },
+  }),
+
   ListKeyVersions: defineAction({
     access: 'read',
     params: z.object({ KeyId: p.string(2048), PageNumber: p.pageNumber(), PageSize: p.pageSize(10, 100) }),
@@ -23,7 +58,7 @@ export const versionActions = {
         PageNumber: params.PageNumber,
         PageSize: params.PageSize,
         TotalCount: total,
-        KeyVersions: { KeyVersion: items.map(keyVersion) },
+        KeyVersions: { KeyVersion: items.map(keyVersionWithState) },
       };
     },
   }),
@@ -33,7 +68,7 @@ export const versionActions = {
     params: z.object({ KeyId: p.string(2048), KeyVersionId: p.string(128) }),
     async handle(params, { kms, caller }) {
       const version = await describeKeyVersion(kms.deps, params.KeyId, params.KeyVersionId, caller);
-      return { KeyVersion: keyVersion(version) };
+      return { KeyVersion: keyVersionWithState(version) };
     },
   }),
 };

@@ -1,0 +1,275 @@
+/**
+ * Key rotation (seed 002): UpdateRotationPolicy, CreateKeyVersion (manual rotation) and the
+ * automatic rotation the workers run (`rotateKeyIfDue`). Both kinds of rotation go through
+ * one function, `rotateLockedKey`, in a transaction that holds the key's row lock:
+ * - a new version with new material (or, for a SOFTWARE BYOK key, the version imported with
+ *   ImportType=NEW_KEY_MATERIAL) becomes primary at once, so Encrypt uses it and Decrypt
+ *   keeps using the version each ciphertext names; versions are never deleted;
+ * - every new version goes through `insertVersionWithinQuota` (one quota unit per version);
+ * - `LastRotationDate` = now and `NextRotationDate` = now + interval while automatic rotation
+ *   is on (seed 002: "次のローテーション時間 = 最後のローテーション時間 + ローテーション期間";
+ *   a manual rotation in between resets it);
+ * - the key row changes only if its NextRotationDate is still the one read (conditional
+ *   update), so one due date never makes two versions.
+ */
+import { KmsError, stateModifiedFailed, unsupportedOperation } from '../domain/errors.js';
+import { newVersionId } from '../domain/ids.js';
+import {
+  type Key,
+  type ManualRotationRule,
+  assertAllowed,
+  automaticRotationInterval,
+  manualRotation,
+  materialLength,
+  rotationRule,
+} from '../domain/key.js';
+import type { KeyVersion } from '../domain/key-version.js';
+import { nextRotationDate } from '../domain/rotation.js';
+import { recordAudit } from '../store/audit.js';
+import { type Queryable, withTransaction } from '../store/db.js';
+import { type KeyChanges, getKey, updateKey, updateKeyRotation } from '../store/keys.js';
+import { insertVersionWithinQuota } from '../store/quota.js';
+import { getPendingVersion, updateVersionState } from '../store/versions.js';
+import { type Caller, type ServiceDeps, systemCaller } from './context.js';
+import { loadKey } from './key-lookup.js';
+import { sealNewMaterial } from './keys.js';
+import { assertAdmin } from './permissions.js';
+import { scheduleNextRotation } from './rotation-schedule.js';
+
+export { listKeysDueForRotation } from '../store/keys.js';
+
+export interface RotationPolicyInput {
+  enable: boolean;
+  /** Parsed `RotationInterval` (7–365 days, checked at the edge); required to enable, except on default keys. */
+  intervalSeconds?: number | undefined;
+}
+
+/**
+ * UpdateRotationPolicy. Enabling sets NextRotationDate = LastRotationDate + interval (a date
+ * already past rotates at once, through the job); disabling clears it and any recorded
+ * rotation failure. Only Enabled keys (§5.4; the CRYPTO row of the state matrix).
+ * @throws Rejected.UnsupportedOperation (keys that never rotate automatically, domain/key.ts),
+ *   InvalidParameter(RotationInterval) (missing, or not 365 days on a default key),
+ *   Rejected.<State> (409), Forbidden.KeyNotFound / AliasNotFound (404), Forbidden.NoPermission
+ */
+export async function updateRotationPolicy(deps: ServiceDeps, reference: string, input: RotationPolicyInput, caller: Caller): Promise<Key> {
+  assertAdmin(caller);
+  const key = await withTransaction(deps.db, async (tx) => {
+    const current = await loadKey(deps, tx, reference, caller, { forUpdate: true });
+    // The key's kind first: its answer does not change with the key's state.
+    const interval = input.enable ? automaticRotationInterval(current, input.intervalSeconds) : null;
+    assertAllowed('UpdateRotationPolicy', current.state);
+    let changes: KeyChanges;
+    if (interval === null) {
+      changes = { automaticRotation: 'Disabled', rotationIntervalSeconds: null, nextRotationDate: null, rotationFailure: null };
+    } else {
+      const next = nextRotationDate(current.lastRotationDate ?? current.createdAt, interval);
+      const moved = current.nextRotationDate?.getTime() !== next.getTime();
+      changes = {
+        automaticRotation: 'Enabled',
+        rotationIntervalSeconds: interval,
+        nextRotationDate: next,
+        // A failure recorded for the old due date says nothing about the new one.
+        ...(moved ? { rotationFailure: null } : {}),
+      };
+    }
+    const updated = await updateKey(tx, current.id, changes, current.state);
+    if (!updated) throw stateModifiedFailed();
+    await recordAudit(tx, {
+      requestId: caller.requestId,
+      accessKeyId: caller.accessKeyId,
+      action: 'UpdateRotationPolicy',
+      keyId: current.id,
+      detail: {
+        automaticRotation: updated.automaticRotation,
+        rotationIntervalSeconds: updated.rotationIntervalSeconds,
+        nextRotationDate: updated.nextRotationDate?.toISOString() ?? null,
+      },
+    });
+    return updated;
+  });
+  await scheduleNextRotation(deps, key);
+  return key;
+}
+
+/**
+ * CreateKeyVersion (seed 002, manual rotation): a KMS-generated key gets a new version with
+ * new material; a SOFTWARE BYOK key has its PendingRotation version (ImportKeyMaterial with
+ * ImportType=NEW_KEY_MATERIAL) rotated in. Either way the version is primary at once and
+ * LastRotationDate is now.
+ * @throws Rejected.UnsupportedOperation (keys without manual rotation; a BYOK key without
+ *   new material waiting), Rejected.LimitExceeded (instance quota: nothing changes),
+ *   Rejected.<State> (409), Forbidden.KeyNotFound / AliasNotFound (404), Forbidden.NoPermission
+ */
+export async function createKeyVersion(deps: ServiceDeps, reference: string, caller: Caller): Promise<KeyVersion> {
+  assertAdmin(caller);
+  const { key, version } = await withTransaction(
+    deps.db,
+    async (tx) => {
+      const current = await loadKey(deps, tx, reference, caller, { forUpdate: true });
+      const how = manualRotation(current);
+      assertAllowed('CreateKeyVersion', current.state);
+      return rotateLockedKey(deps, tx, current, how, caller, 'CreateKeyVersion');
+    },
+    // Not re-run on a conflict: the attempt creates an HSM object.
+    { rerunOnConflict: false },
+  );
+  await scheduleNextRotation(deps, key);
+  return version;
+}
+
+/** What `rotateKeyIfDue` did; the workers log it and never retry anything but a thrown error. */
+export type RotationOutcome = 'rotated' | 'not-due' | 'stale' | 'suspended' | 'refused';
+
+/**
+ * Automatic rotation of one key for one due date (the jobs' and the sweeper's use case). In
+ * one transaction with the key row locked:
+ * - `stale`: the key is gone, rotation is off, or NextRotationDate is no longer
+ *   `expectedDueAt` (already rotated for it, or the policy moved the date);
+ * - `suspended`: the key is Disabled or PendingDeletion (seed 002: rotation pauses; the job
+ *   EnableKey / CancelKeyDeletion schedules rotates once at re-enable);
+ * - `not-due`: `expectedDueAt` is after the clock's now (a job that fired early);
+ * - `rotated`: a new version is primary; the next job is scheduled;
+ * - `refused`: a client error such as Rejected.LimitExceeded. Nothing changed but the key's
+ *   `rotation_failure` (shown as DescribeKey `RotationFailure`); NextRotationDate stays, so
+ *   the sweeper tries again. Never thrown.
+ * Other errors (store or HSM unavailable) are thrown for the worker to retry.
+ */
+export async function rotateKeyIfDue(deps: ServiceDeps, keyId: string, expectedDueAt: Date): Promise<RotationOutcome> {
+  let rotated: Key;
+  try {
+    const result = await withTransaction(
+      deps.db,
+      async (tx): Promise<{ outcome: Exclude<RotationOutcome, 'refused'>; key?: Key }> => {
+        const key = await getKey(tx, keyId, { forUpdate: true });
+        if (!key || key.automaticRotation === 'Disabled' || key.nextRotationDate?.getTime() !== expectedDueAt.getTime()) {
+          return { outcome: 'stale' };
+        }
+        if (key.automaticRotation === 'Suspended' || key.state !== 'Enabled') return { outcome: 'suspended' };
+        if (expectedDueAt.getTime() > deps.clock.now().getTime()) return { outcome: 'not-due' };
+        const rule = rotationRule(key);
+        if (rule.automatic === 'no') throw unsupportedOperation(`Automatic rotation is not available for this key. ${rule.why}`);
+        return { outcome: 'rotated', key: (await rotateLockedKey(deps, tx, key, 'new-version', systemCaller, 'AutomaticRotation')).key };
+      },
+      { rerunOnConflict: false },
+    );
+    if (result.outcome !== 'rotated' || !result.key) return result.outcome;
+    rotated = result.key;
+  } catch (error) {
+    if (!(error instanceof KmsError) || error.kind !== 'client') throw error;
+    await recordRotationFailure(deps, keyId, expectedDueAt, error);
+    return 'refused';
+  }
+  await scheduleNextRotation(deps, rotated);
+  return 'rotated';
+}
+
+/**
+ * The one rotation, in the caller's transaction (which holds the key's row lock and checked
+ * policy and state). The HSM object is generated last before the commit (as in CreateKey): a
+ * refusal rolls back with nothing in the token, and a failed commit leaves only an orphan
+ * object for the reconciler.
+ * @throws Rejected.LimitExceeded, Rejected.UnsupportedOperation (no PendingRotation version
+ *   to promote, or one without material), Rejected.StateModifiedFailed (the due date moved)
+ */
+async function rotateLockedKey(
+  deps: ServiceDeps,
+  tx: Queryable,
+  key: Key,
+  how: Exclude<ManualRotationRule, 'no'>,
+  caller: Caller,
+  trigger: 'CreateKeyVersion' | 'AutomaticRotation',
+): Promise<{ key: Key; version: KeyVersion }> {
+  const now = deps.clock.now();
+  let version: KeyVersion;
+  let generateInToken = false;
+  if (how === 'import-new-material') {
+    version = await promotePendingVersion(tx, key.id);
+  } else {
+    const versionId = newVersionId();
+    const inToken = key.protectionLevel === 'HSM';
+    const sealedMaterial = inToken ? null : await sealNewMaterial(deps, versionId, materialLength(key.keySpec));
+    version = await insertVersionWithinQuota(tx, {
+      id: versionId,
+      keyId: key.id,
+      instanceId: key.instanceId,
+      state: 'Enabled',
+      storage: inToken ? 'token' : 'sealed',
+      sealedMaterial,
+      hasMaterial: true,
+      materialFingerprint: null,
+      materialExpireAt: null,
+      createdAt: now,
+    });
+    generateInToken = inToken;
+  }
+  const interval = key.automaticRotation === 'Disabled' ? null : key.rotationIntervalSeconds;
+  const updated = await updateKeyRotation(
+    tx,
+    key.id,
+    { primaryVersionId: version.id, lastRotationDate: now, nextRotationDate: interval ? nextRotationDate(now, interval) : null },
+    key.nextRotationDate,
+  );
+  if (!updated) throw stateModifiedFailed();
+  await recordAudit(tx, {
+    requestId: caller.requestId,
+    accessKeyId: caller.accessKeyId,
+    action: trigger,
+    keyId: key.id,
+    detail: {
+      outcome: 'rotated',
+      versionId: version.id,
+      ordinal: version.ordinal,
+      previousVersionId: key.primaryVersionId,
+      how,
+      dueAt: key.nextRotationDate?.toISOString() ?? null,
+      nextRotationDate: updated.nextRotationDate?.toISOString() ?? null,
+    },
+  });
+  if (generateInToken) await deps.hsm.generateVersionKey(version.id, (materialLength(key.keySpec) * 8) as 128 | 192 | 256);
+  return { key: updated, version };
+}
+
+/**
+ * Seed 002, BYOK: "ローテーション保留中" → rotated in. The version keeps its creation date
+ * (the import) and its quota unit (taken at the import).
+ */
+async function promotePendingVersion(tx: Queryable, keyId: string): Promise<KeyVersion> {
+  const pending = await getPendingVersion(tx, keyId);
+  if (!pending) {
+    throw unsupportedOperation(
+      'No new key material is waiting to be rotated in. Import it first: ImportKeyMaterial with ImportType=NEW_KEY_MATERIAL.',
+    );
+  }
+  if (!pending.hasMaterial) {
+    throw unsupportedOperation(
+      'The material of the key version pending rotation has expired or was deleted. Import the same material again (ImportType=EXISTING_KEY_MATERIAL) first.',
+    );
+  }
+  if (!(await updateVersionState(tx, pending.id, 'PendingRotation', 'Enabled'))) throw stateModifiedFailed();
+  return { ...pending, state: 'Enabled' };
+}
+
+/** Longest RotationFailure text kept: a reason, not a log. */
+const MAX_FAILURE_LENGTH = 300;
+
+/**
+ * Records why the rotation due at `dueAt` was refused, only if that is still the key's due
+ * date (a rotation or a policy change since then makes the failure moot).
+ */
+async function recordRotationFailure(deps: ServiceDeps, keyId: string, dueAt: Date, error: KmsError): Promise<void> {
+  const reason = `${error.code}: ${error.message}`.slice(0, MAX_FAILURE_LENGTH);
+  const recorded = await withTransaction(deps.db, async (tx) => {
+    const key = await getKey(tx, keyId, { forUpdate: true });
+    if (!key || key.nextRotationDate?.getTime() !== dueAt.getTime()) return false;
+    await updateKey(tx, keyId, { rotationFailure: reason });
+    await recordAudit(tx, {
+      accessKeyId: systemCaller.accessKeyId,
+      action: 'AutomaticRotation',
+      keyId,
+      detail: { outcome: 'refused', code: error.code, dueAt: dueAt.toISOString() },
+    });
+    return true;
+  });
+  if (recorded) deps.logger.warn({ keyId, dueAt: dueAt.toISOString(), code: error.code }, 'automatic rotation refused; the sweeper retries it');
+}
