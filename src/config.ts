@@ -39,6 +39,12 @@ const envSchema = z.object({
   KMS_ACCESS_KEY_CACHE_TTL_MS: z.coerce.number().int().min(0).max(300_000).default(5_000),
   /** Comma-separated Host header values (host or host:port) this endpoint serves; empty: any. */
   KMS_ALLOWED_HOSTS: z.string().default(''),
+  /**
+   * `manual`: the service's clock is the wall clock plus an offset the operator moves with
+   * `kms clock` (test rigs: issue 14, the time machine; shared-offset-clock.ts). Only ever
+   * on when set explicitly.
+   */
+  KMS_CLOCK: z.enum(['system', 'manual']).default('system'),
 });
 
 export interface KmsConfig {
@@ -73,6 +79,8 @@ export interface KmsConfig {
   accessKeyCacheTtlMs: number;
   /** Lower-cased Host values accepted; empty accepts any (see api/rpc.ts checkHost). */
   allowedHosts: string[];
+  /** `system` (the default) or `manual` (KMS_CLOCK): see shared-offset-clock.ts. */
+  clock: 'system' | 'manual';
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
@@ -115,5 +123,6 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): KmsConfig {
     allowedHosts: e.KMS_ALLOWED_HOSTS.split(',')
       .map((h) => h.trim().toLowerCase())
       .filter((h) => h !== ''),
+    clock: e.KMS_CLOCK,
   };
 }

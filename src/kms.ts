@@ -12,6 +12,7 @@ import { type KmsJobs, createKmsJobs } from './jobs/queues.js';
 import { CredentialDirectory } from './services/access.js';
 import type { ServiceDeps } from './services/context.js';
 import { NonceRegistry } from './services/nonces.js';
+import { SharedOffsetClock } from './shared-offset-clock.js';
 import { type Db, createDb } from './store/db.js';
 import { migrate } from './store/migrate.js';
 
@@ -75,12 +76,13 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
     redis.on('error', (error: Error) => logger.warn({ err: error.message }, 'redis connection error'));
     opened.push(() => redis.quit());
 
-    const jobs = createKmsJobs(config, options.clock ?? systemClock);
+    const clock = options.clock ?? (await serviceClock(config, redis, logger, opened));
+    const jobs = createKmsJobs(config, clock);
     opened.push(() => jobs.close());
 
     const software = new SoftwareCipher();
     opened.push(async () => software.clear());
-    const deps: ServiceDeps = { db, hsm, software, clock: options.clock ?? systemClock, config, logger, jobs };
+    const deps: ServiceDeps = { db, hsm, software, clock, config, logger, jobs };
     return {
       deps,
       redis,
@@ -93,6 +95,18 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
     await closeAll();
     throw error;
   }
+}
+
+/**
+ * KMS_CLOCK: the wall clock, or (test rigs only, never unless set) the wall clock plus the
+ * offset `kms clock` moves, shared through Redis by every process on this queue prefix.
+ */
+async function serviceClock(config: KmsConfig, redis: Redis, logger: Logger, opened: Array<() => Promise<unknown>>): Promise<Clock> {
+  if (config.clock !== 'manual') return systemClock;
+  const clock = await SharedOffsetClock.start(redis, config.jobs.queuePrefix, logger);
+  opened.push(() => clock.close());
+  logger.warn({ offsetSeconds: clock.offsetMs / 1000, now: clock.now().toISOString() }, 'KMS_CLOCK=manual: the service clock is moved by `kms clock` (test rigs only)');
+  return clock;
 }
 
 /**

@@ -13,6 +13,8 @@ export interface HealthReport {
   };
   database: 'ok' | 'unreachable';
   redis: 'ok' | 'unreachable';
+  /** KMS_CLOCK, and how far the service clock runs ahead of the wall clock (manual: `kms clock`). */
+  clock: { mode: 'system' | 'manual'; now: string; offsetSeconds: number };
 }
 
 /** `/health`: the probed HSM capabilities (DESIGN.md) and whether Postgres and Redis answer. */
@@ -34,5 +36,13 @@ export async function healthReport(kms: KmsServices): Promise<HealthReport> {
     },
     database,
     redis,
+    clock: clockReport(kms),
   };
+}
+
+function clockReport(kms: KmsServices): HealthReport['clock'] {
+  const wall = Date.now();
+  const now = kms.deps.clock.now();
+  // Measured rather than asked of the clock, so an injected test clock reports its offset too.
+  return { mode: kms.deps.config.clock, now: now.toISOString(), offsetSeconds: Math.round((now.getTime() - wall) / 1000) };
 }

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Request, Response } from 'express';
+import { systemClock } from '../clock.js';
 import { KmsError, invalidParameter, noPermission } from '../domain/errors.js';
 import type { KmsServices } from '../kms.js';
 import { assertAccessKeyEnabled } from '../services/access.js';
@@ -24,7 +25,7 @@ const API_VERSION = '2016-01-20';
  * the action is looked at; the action's own schema owns every field rule.
  */
 export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
-  const { logger, clock, config } = kms.deps;
+  const { logger, config } = kms.deps;
   const knownParams = new Map(Object.entries(actions).map(([name, action]) => [name, knownParamsOf(action)]));
   return async (req: Request, res: Response): Promise<void> => {
     const requestId = randomUUID().toUpperCase();
@@ -43,7 +44,9 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
       const signed = parseSignedRequest(raw, collected);
       checkHost(req.headers.host, config.allowedHosts);
       action = signed.action;
-      caller = await authenticate(kms, signed, requestId, clock.now(), config.maxSkewSeconds * 1000);
+      // The wall clock, whatever KMS_CLOCK says: real clients sign with real time, and the
+      // time machine (shared-offset-clock.ts) moves only the service's clock.
+      caller = await authenticate(kms, signed, requestId, systemClock.now(), config.maxSkewSeconds * 1000);
       if (!action) throw new KmsError('MissingParameter', 'The parameter "Action" is needed but not provided.');
       if (signed.version !== undefined && signed.version !== API_VERSION) {
         throw new KmsError('InvalidVersion', `Specified parameter Version is not valid; this endpoint serves ${API_VERSION}.`);

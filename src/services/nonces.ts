@@ -3,7 +3,8 @@ import { KmsError, unavailable } from '../domain/errors.js';
 
 /**
  * Replay protection: a SignatureNonce may be used once per access key within the window a
- * timestamp is accepted (±15 min), held in Redis so it holds across API nodes.
+ * timestamp is accepted (±15 min), held in Redis so it holds across API nodes. The lifetime is
+ * a Redis TTL, so it runs on wall time even under KMS_CLOCK=manual, as the timestamp check does.
  */
 export class NonceRegistry {
   constructor(

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { type RunningServer, startHttpServer } from '../../src/api/app.js';
-import { type Clock, systemClock } from '../../src/clock.js';
+import type { Clock } from '../../src/clock.js';
 import { type KmsConfig, loadConfig } from '../../src/config.js';
 import { type Kms, createKms } from '../../src/kms.js';
 import { createAccessKey } from '../../src/services/access.js';
@@ -64,7 +64,8 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
       },
     }),
   );
-  const kms = await createKms(config, { clock: options.clock ?? systemClock, logger, pin: token.userPin });
+  // No clock given: the one KMS_CLOCK chooses (system unless options.env says manual).
+  const kms = await createKms(config, { ...(options.clock ? { clock: options.clock } : {}), logger, pin: token.userPin });
   let http: RunningServer;
   try {
     http = await startHttpServer(kms, '127.0.0.1', 0);
