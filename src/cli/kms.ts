@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAccessKeyCommands } from './commands/access-key.js';
 import { registerAliasCommands } from './commands/alias.js';
 import { registerByokCommands } from './commands/byok.js';
+import { registerClockCommands } from './commands/clock.js';
 import { registerHsmCommands } from './commands/hsm.js';
 import { registerInstanceCommands } from './commands/instance.js';
 import { registerKeyCommands } from './commands/key.js';
@@ -27,6 +28,7 @@ registerByokCommands(program);
 registerKeyCommands(program);
 registerAliasCommands(program);
 registerTagCommands(program);
+registerClockCommands(program);
 
 try {
   await program.parseAsync(process.argv);

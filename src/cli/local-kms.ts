@@ -17,12 +17,18 @@ export interface LocalRuntime {
   databaseUrl: string;
   redisUrl: string;
   databasePoolSize: number;
+  /** KMS_CLOCK of the quickstart: verbs attached to a manual rig use its shared clock too. */
+  clock?: KmsConfig['clock'];
+  /** Its KMS_QUEUE_PREFIX, under which its queues and shared clock live in its Redis. */
+  queuePrefix?: string;
 }
 
 /**
  * The configuration for local admin commands: the environment, plus the URLs of a running
  * quickstart's embedded Postgres and private Redis when DATABASE_URL / REDIS_URL are unset
- * (and then the quickstart's pool size, 1 for its embedded store).
+ * (and then the quickstart's pool size, 1 for its embedded store; its queue prefix with its
+ * Redis; and its clock mode unless KMS_CLOCK is set — a verb attached to a KMS_CLOCK=manual rig
+ * must date what it writes with the rig's service time, not the wall clock).
  */
 export async function localConfig(): Promise<KmsConfig> {
   const config = loadConfig();
@@ -34,8 +40,13 @@ export async function localConfig(): Promise<KmsConfig> {
     return config;
   }
   const attachesDatabase = !config.databaseUrl && typeof runtime.databaseUrl === 'string';
+  const attachesRedis = !config.redisUrl && typeof runtime.redisUrl === 'string';
+  const adoptsQueuePrefix = attachesRedis && !process.env.KMS_QUEUE_PREFIX && typeof runtime.queuePrefix === 'string';
+  const adoptsManualClock = !process.env.KMS_CLOCK && runtime.clock === 'manual';
   return {
     ...config,
+    ...(adoptsManualClock ? { clock: 'manual' as const } : {}),
+    ...(adoptsQueuePrefix ? { jobs: { ...config.jobs, queuePrefix: runtime.queuePrefix as string } } : {}),
     databaseUrl: config.databaseUrl ?? runtime.databaseUrl,
     redisUrl: config.redisUrl ?? runtime.redisUrl,
     databasePoolSize: attachesDatabase && typeof runtime.databasePoolSize === 'number' ? runtime.databasePoolSize : config.databasePoolSize,

@@ -39,7 +39,14 @@ export function registerQuickstartCommand(program: Command): void {
         // otherwise (its gate makes any number safe; more connections only queue there).
         const poolSize = base.databaseUrl || process.env.KMS_DB_POOL_SIZE ? base.databasePoolSize : EMBEDDED_DB_POOL_SIZE;
         const config: KmsConfig = { ...base, databaseUrl, redisUrl, databasePoolSize: poolSize };
-        await writeRuntime(base.dataDir, { databaseUrl, redisUrl, databasePoolSize: config.databasePoolSize, pid: process.pid });
+        await writeRuntime(base.dataDir, {
+          databaseUrl,
+          redisUrl,
+          databasePoolSize: config.databasePoolSize,
+          clock: config.clock,
+          queuePrefix: config.jobs.queuePrefix,
+          pid: process.pid,
+        });
         stops.push(() => rm(runtimeFile(base.dataDir), { force: true }));
         const running = await runServer(config);
         stops.push(() => running.stop());
@@ -47,7 +54,13 @@ export function registerQuickstartCommand(program: Command): void {
         const workers = await startJobWorkers(running.kms);
         stops.push(() => workers.close());
         const instances = await ensureDefaultInstances(running.kms.deps);
-        printBanner({ endpoint: running.endpoint, credentialsFile: running.credentialsFile, instances, capabilities: { ...hsm.capabilities } });
+        printBanner({
+          endpoint: running.endpoint,
+          credentialsFile: running.credentialsFile,
+          instances,
+          capabilities: { ...hsm.capabilities },
+          serviceNow: config.clock === 'manual' ? running.kms.deps.clock.now() : undefined,
+        });
         stopOnSignals(stopAll);
       } catch (error) {
         await stopAll();
@@ -88,6 +101,8 @@ function printBanner(o: {
   credentialsFile: string;
   instances: { hsm: string; software: string };
   capabilities: Record<string, boolean>;
+  /** Set when KMS_CLOCK=manual: the service time at start. */
+  serviceNow: Date | undefined;
 }): void {
   const caps = Object.entries(o.capabilities)
     .map(([name, ok]) => `${name}=${ok ? 'yes' : 'no'}`)
@@ -100,6 +115,7 @@ hsm-kms is running.
   HSM instance  ${o.instances.hsm}
   SW instance   ${o.instances.software}
   HSM probe     ${caps}
+  Clock         ${o.serviceNow ? `manual (the time machine): service time ${o.serviceNow.toISOString()}; move it with \`kms clock advance 30d\`` : 'system'}
 
 Try it (Node, @alicloud/kms20160120):
 

@@ -1,0 +1,141 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { formatTimestamp } from '../../src/api/signature.js';
+import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { type JobWorkers, startJobWorkers } from '../../src/jobs/workers.js';
+import { encodeQuery, send, v1Params } from '../helpers/raw-rpc.js';
+import { type CallApi, KMS, legacyClient, openApiClient } from '../helpers/sdk.js';
+import { type TestServer, startServer } from '../helpers/server.js';
+
+/**
+ * The time machine (issue 14 §4) on a server started with KMS_CLOCK=manual, moved by the real
+ * `kms clock` CLI: the service time moves, real SDK clients keep signing with real time, and the
+ * work due at the new time is done at once by the workers (the CLI queues a sweep; the
+ * repeatable sweeper is off here, so nothing else could have done it).
+ */
+const run = promisify(execFile);
+const repoRoot = path.resolve(import.meta.dirname, '../..');
+const DAY_S = 86_400;
+
+let server: TestServer;
+let workers: JobWorkers;
+let call: CallApi;
+let cliEnv: NodeJS.ProcessEnv;
+
+interface ClockShown {
+  Now: string;
+  OffsetSeconds: number;
+  NotifiedProcesses?: number;
+  SweepJobId?: string;
+}
+
+async function kmsCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), ...args], { cwd: repoRoot, env });
+}
+
+const clockCli = async (...args: string[]) => JSON.parse((await kmsCli(cliEnv, 'clock', ...args)).stdout) as ClockShown;
+
+/** Polls `check` until it returns true, failing after `deadlineMs` with what it last saw. */
+async function eventually(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function importMaterial(keyId: string, material: Buffer, expireUnix: number): Promise<void> {
+  const params = await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+  const encrypted = wrapKeyMaterial(Buffer.from(params.PublicKey, 'base64'), 'RSAES_OAEP_SHA_256', material).toString('base64');
+  await call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: encrypted, ImportToken: params.ImportToken, KeyMaterialExpireUnix: expireUnix });
+}
+
+beforeAll(async () => {
+  server = await startServer({ env: { KMS_CLOCK: 'manual' } });
+  workers = await startJobWorkers(server.kms, { sweeper: false });
+  call = openApiClient(server.endpoint, server.admin);
+  const { KMS_CLOCK: _clock, DATABASE_URL: _db, ...env } = process.env;
+  cliEnv = {
+    ...env,
+    // A data dir with no runtime.json: the CLI attaches to this server's Redis and prefix only.
+    KMS_DATA_DIR: await mkdtemp(path.join(tmpdir(), 'kms-clock-cli-')),
+    REDIS_URL: server.config.redisUrl,
+    KMS_QUEUE_PREFIX: server.config.jobs.queuePrefix,
+  };
+}, 60_000);
+
+afterAll(async () => {
+  await workers?.close();
+  await server?.stop();
+});
+
+describe('kms clock against a KMS_CLOCK=manual server', () => {
+  it('show: the service time is the wall clock until moved', async () => {
+    const shown = await clockCli('show');
+    expect(shown.OffsetSeconds).toBe(0);
+    expect(Math.abs(Date.parse(shown.Now) - Date.now())).toBeLessThan(5_000);
+  });
+
+  it('advance: material due at the new time expires at once through the workers; signatures keep the wall clock', async () => {
+    const before = await clockCli('show');
+    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const expireUnix = Math.floor(Date.parse(before.Now) / 1000) + DAY_S;
+    await importMaterial(keyId, randomBytes(32), expireUnix);
+    expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
+
+    const moved = await clockCli('advance', '30d');
+    expect(moved.OffsetSeconds).toBe(before.OffsetSeconds + 30 * DAY_S);
+    expect(moved.NotifiedProcesses).toBeGreaterThanOrEqual(1);
+    expect(moved.SweepJobId).toMatch(/^sweep-now-/);
+    expect(Math.abs(Date.parse(moved.Now) - (Date.now() + moved.OffsetSeconds * 1000))).toBeLessThan(5_000);
+
+    // Both SDK generations sign with the real time, 30 days behind the service: still accepted.
+    await eventually('material expired', async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');
+    const legacy = legacyClient(server.endpoint, server.admin);
+    const created = await legacy.createKey(new KMS.CreateKeyRequest({ DKMSInstanceId: server.softwareInstanceId }));
+    // … and what the service records is dated with its own time.
+    expect(Math.abs(Date.parse(created.keyMetadata.creationDate as string) - Date.parse(moved.Now))).toBeLessThan(60_000);
+    const encrypted = await legacy.encrypt(new KMS.EncryptRequest({ keyId: created.keyMetadata.keyId, plaintext: 'signed with real time' }));
+    expect((await legacy.decrypt(new KMS.DecryptRequest({ ciphertextBlob: encrypted.ciphertextBlob }))).plaintext).toBe('signed with real time');
+
+    const health = (await (await fetch(`http://${server.endpoint}/health`)).json()) as { clock: { mode: string; offsetSeconds: number } };
+    expect(health.clock.mode).toBe('manual');
+    expect(Math.abs(health.clock.offsetSeconds - moved.OffsetSeconds)).toBeLessThanOrEqual(1);
+  });
+
+  it('set: to a later time, never back', async () => {
+    const now = await clockCli('show');
+    const target = new Date(Date.parse(now.Now) + 2 * DAY_S * 1000);
+    target.setUTCMilliseconds(0);
+    const set = await clockCli('set', target.toISOString());
+    expect(Math.abs(Date.parse(set.Now) - target.getTime())).toBeLessThan(5_000);
+    const back = await kmsCli(cliEnv, 'clock', 'set', now.Now).catch((e: { code: number; stderr: string }) => e);
+    expect(back).toMatchObject({ code: 1 });
+    expect((back as { stderr: string }).stderr).toContain('only moves forward');
+    expect((await clockCli('show')).OffsetSeconds).toBe(set.OffsetSeconds);
+  });
+
+  it('refuses bad durations and times, and a Redis where no process runs the manual clock', async () => {
+    for (const args of [['advance', '0'], ['advance', '3x'], ['advance', '-1d'], ['set', 'tomorrow']]) {
+      const failure = await kmsCli(cliEnv, 'clock', ...args).catch((e: { code: number; stderr: string }) => e);
+      expect(failure, args.join(' ')).toMatchObject({ code: 1 });
+    }
+    const elsewhere = { ...cliEnv, KMS_QUEUE_PREFIX: 'no-manual-clock-here' };
+    const refused = await kmsCli(elsewhere, 'clock', 'advance', '1d').catch((e: { code: number; stderr: string }) => e);
+    expect(refused).toMatchObject({ code: 1 });
+    expect((refused as { stderr: string }).stderr).toContain('KMS_CLOCK=manual');
+  });
+
+  it('the timestamp window stays on the wall clock: a request signed with the service time (days ahead) is refused', async () => {
+    const service = await clockCli('show');
+    expect(service.OffsetSeconds).toBeGreaterThan(DAY_S);
+    const params = v1Params('DescribeKey', { Timestamp: formatTimestamp(new Date(service.Now)) }, server.admin);
+    const answer = await send(server.endpoint, { path: `/?${encodeQuery(params)}` });
+    expect(answer.body.Code).toBe('IllegalTimestamp');
+  });
+});
