@@ -8,14 +8,16 @@ import {
   keyManagementType,
   materialExpiry,
 } from '../domain/byok.js';
-import { KmsError, internalFailure, invalidImportToken } from '../domain/errors.js';
+import { KmsError, internalFailure, invalidImportToken, invalidKeyMaterial, pendingRotationExists } from '../domain/errors.js';
+import { newVersionId } from '../domain/ids.js';
 import { type ImportTokenPayload, assertTokenUsable, decodeImportToken } from '../domain/import-token.js';
-import { materialLength, stateAfter } from '../domain/key.js';
+import { assertNewMaterialImport, materialLength, stateAfter } from '../domain/key.js';
 import type { Hsm, ImportUnwrapRequest, UnwrapPath } from '../hsm/hsm.js';
 import { recordAudit } from '../store/audit.js';
 import { type Queryable, withTransaction } from '../store/db.js';
 import { type Key, getKey, updateKey } from '../store/keys.js';
-import { type KeyVersion, findVersionByFingerprint, getVersion, updateVersionMaterial } from '../store/versions.js';
+import { insertVersionWithinQuota } from '../store/quota.js';
+import { type KeyVersion, findVersionByFingerprint, getPendingVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
 import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
 import { scheduleBestEffort } from './jobs-port.js';
 import { assertAdmin } from './permissions.js';
@@ -30,7 +32,17 @@ export interface ImportKeyMaterialInput {
   importToken: string;
   /** Unix seconds; 0 or absent: never expires. */
   keyMaterialExpireUnix?: number | undefined;
+  /** hsm-kms extension (AWS KMS's ImportType): absent = EXISTING_KEY_MATERIAL. */
+  importType?: ImportType | undefined;
 }
+
+/**
+ * `EXISTING_KEY_MATERIAL`: the key's material, first import or a re-import (seed 000).
+ * `NEW_KEY_MATERIAL`: new material for a rotation (seed 002, BYOK): a new version in
+ * PendingRotation, rotated in by CreateKeyVersion. Modelled on AWS KMS's `ImportType` (2025).
+ */
+export type ImportType = 'EXISTING_KEY_MATERIAL' | 'NEW_KEY_MATERIAL';
+export const IMPORT_TYPES = ['EXISTING_KEY_MATERIAL', 'NEW_KEY_MATERIAL'] as const satisfies readonly [ImportType, ...ImportType[]];
 
 export interface ImportOutcome {
   key: Key;
@@ -40,6 +52,8 @@ export interface ImportOutcome {
   firstImport: boolean;
   /** The version's new MaterialExpireTime; null: never. */
   materialExpireAt: Date | null;
+  /** NEW_KEY_MATERIAL: the version was created, in PendingRotation. */
+  newVersion: boolean;
 }
 
 /**
@@ -59,7 +73,11 @@ export interface ImportOutcome {
  *   tells a forged ciphertext's padding was right; InvalidImportToken (malformed, forged,
  *   for another key); ExpiredImportToken; InvalidParameter(KeyMaterialExpireUnix);
  *   Unsupported.Origin; Rejected.PendingDeletion; Rejected.UnsupportedOperation (strict
- *   mode turned on after the token was issued); Forbidden.KeyNotFound
+ *   mode turned on after the token was issued); Forbidden.KeyNotFound.
+ *   NEW_KEY_MATERIAL also: Rejected.UnsupportedOperation (every key but SOFTWARE BYOK keys,
+ *   domain/key.ts), Rejected.PendingRotation (one is already waiting), Rejected.PendingImport
+ *   (the key's first material is not imported yet), Rejected.LimitExceeded (the version's
+ *   quota unit), and InvalidKeyMaterial for material some version of the key already has.
  */
 export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMaterialInput, caller: Caller): Promise<ImportOutcome> {
   assertAdmin(caller);
@@ -68,7 +86,8 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
   const materialExpireAt = materialExpiry(input.keyMaterialExpireUnix, now);
   const encryptedMaterial = decodeEncryptedKeyMaterial(input.encryptedKeyMaterial);
 
-  const attempt: { keyId?: string; path?: UnwrapPath; createdObject?: string } = {};
+  const importType = input.importType ?? 'EXISTING_KEY_MATERIAL';
+  const attempt: AttemptTrace = {};
   let outcome: ImportOutcome;
   try {
     outcome = await withTransaction(deps.db, async (tx) => {
@@ -87,7 +106,9 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
 
       const primary = await getVersion(tx, key.primaryVersionId);
       if (!primary) throw internalFailure('The primary version of the key is missing.');
-      const target = unwrapTarget(primary);
+      if (importType === 'NEW_KEY_MATERIAL') await assertNewMaterialWanted(tx, key, primary);
+      // New material goes to a new (sealed) version, never into an existing one.
+      const target: ImportUnwrapRequest['target'] = importType === 'NEW_KEY_MATERIAL' ? { kind: 'host' } : unwrapTarget(primary);
       // A token object of a version without committed material can only be the leftover of
       // an import that crashed before its commit (DESIGN.md, crash consistency): it goes.
       if (target.kind === 'token') await deps.hsm.destroyVersionKey(primary.id);
@@ -103,20 +124,25 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
       if (target.kind === 'token') attempt.createdObject = primary.id;
 
       let version: KeyVersion;
-      let sealedMaterial: Buffer | undefined;
+      let firstImport: boolean;
       try {
-        version = await versionForMaterial(tx, key, primary, unwrapped.fingerprint);
-        sealedMaterial = unwrapped.material ? await deps.hsm.sealWithRootKey(unwrapped.material, Buffer.from(version.id)) : undefined;
+        if (importType === 'NEW_KEY_MATERIAL') {
+          version = await insertNewMaterialVersion(deps, tx, key, unwrapped, materialExpireAt, now, attempt);
+          firstImport = true;
+        } else {
+          version = await versionForMaterial(tx, key, primary, unwrapped.fingerprint);
+          const sealedMaterial = unwrapped.material ? await deps.hsm.sealWithRootKey(unwrapped.material, Buffer.from(version.id)) : undefined;
+          firstImport = version.materialFingerprint === null;
+          await updateVersionMaterial(tx, version.id, {
+            hasMaterial: true,
+            ...(sealedMaterial && !version.hasMaterial ? { sealedMaterial } : {}),
+            materialFingerprint: version.materialFingerprint ?? unwrapped.fingerprint,
+            materialExpireAt,
+          });
+        }
       } finally {
         unwrapped.material?.fill(0);
       }
-      const firstImport = version.materialFingerprint === null;
-      await updateVersionMaterial(tx, version.id, {
-        hasMaterial: true,
-        ...(sealedMaterial && !version.hasMaterial ? { sealedMaterial } : {}),
-        materialFingerprint: version.materialFingerprint ?? unwrapped.fingerprint,
-        materialExpireAt,
-      });
       // The key's state follows its primary version: reviving an older version's material
       // makes its ciphertexts decrypt again but does not make the key usable for Encrypt.
       const isPrimary = version.id === primary.id;
@@ -131,6 +157,7 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
         keyId: key.id,
         detail: {
           outcome: 'imported',
+          importType,
           versionId: version.id,
           ordinal: version.ordinal,
           wrappingKeyId: wrappingKey.id,
@@ -141,7 +168,7 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
           materialExpireTime: materialExpireAt?.toISOString() ?? null,
         },
       });
-      return { key: updated, versionId: version.id, path: unwrapped.path, firstImport, materialExpireAt };
+      return { key: updated, versionId: version.id, path: unwrapped.path, firstImport, materialExpireAt, newVersion: importType === 'NEW_KEY_MATERIAL' };
       // Not re-run on a conflict: the attempt creates and destroys token objects.
     }, { rerunOnConflict: false });
   } catch (error) {
@@ -189,8 +216,72 @@ async function versionForMaterial(tx: Queryable, key: Key, primary: KeyVersion, 
   return primary;
 }
 
+/** What a failed import leaves for the cleanup and the operator's audit line. */
+interface AttemptTrace {
+  keyId?: string;
+  path?: UnwrapPath;
+  createdObject?: string;
+  /** Overrides the audit reason of an InvalidKeyMaterial refusal. */
+  reason?: string;
+}
+
+/**
+ * NEW_KEY_MATERIAL preconditions, checked before anything is unwrapped (seed 002, BYOK
+ * rotation): the key policy allows it (SOFTWARE BYOK keys only); the key's first material is
+ * in (a rotation replaces material, it does not provide the first); no other new material
+ * is waiting ("現在の新しいバージョンがローテーションされるまで、別のキーバージョンをインポートすることはできません").
+ * @throws Rejected.UnsupportedOperation, Rejected.PendingImport, Rejected.PendingRotation
+ */
+async function assertNewMaterialWanted(tx: Queryable, key: Key, primary: KeyVersion): Promise<void> {
+  assertNewMaterialImport(key);
+  if (primary.materialFingerprint === null) {
+    throw new KmsError('Rejected.PendingImport', 'The key has no material yet: import its first material with ImportType=EXISTING_KEY_MATERIAL.');
+  }
+  if (await getPendingVersion(tx, key.id)) throw pendingRotationExists();
+}
+
+/**
+ * Seed 002: "新しいキーマテリアルがインポートされると、新しいキーバージョンが生成されます" — a
+ * version in PendingRotation with its own sealed material, fingerprint and expiry, taking its
+ * quota unit now (insertVersionWithinQuota). Material that some version of the key already
+ * has is not new: refused with the uniform InvalidKeyMaterial (no oracle), audited as such.
+ * @throws InvalidKeyMaterial, Rejected.LimitExceeded
+ */
+async function insertNewMaterialVersion(
+  deps: ServiceDeps,
+  tx: Queryable,
+  key: Key,
+  unwrapped: { material?: Buffer | undefined; fingerprint: Buffer },
+  materialExpireAt: Date | null,
+  now: Date,
+  attempt: AttemptTrace,
+): Promise<KeyVersion> {
+  if (await findVersionByFingerprint(tx, key.id, unwrapped.fingerprint)) {
+    attempt.reason = 'new-material-already-bound-to-a-version';
+    throw invalidKeyMaterial();
+  }
+  if (!unwrapped.material) throw internalFailure('The unwrapped material did not come back for sealing.');
+  const id = newVersionId();
+  return insertVersionWithinQuota(tx, {
+    id,
+    keyId: key.id,
+    instanceId: key.instanceId,
+    state: 'PendingRotation',
+    storage: 'sealed',
+    sealedMaterial: await deps.hsm.sealWithRootKey(unwrapped.material, Buffer.from(id)),
+    hasMaterial: true,
+    materialFingerprint: unwrapped.fingerprint,
+    materialExpireAt,
+    createdAt: now,
+  });
+}
+
 /** Where the unwrapped material goes, decided by committed state (never by a per-process handle cache). */
 function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
+  // Sealed tier: the material comes back to be sealed for whichever version its fingerprint
+  // names, which may not be the primary one (seed 002: a rotated key re-imports an older
+  // version's expired or deleted material while its primary still has material).
+  if (version.storage === 'sealed') return { kind: 'host' };
   // Material already there (re-import while Enabled or Disabled): only fingerprint the candidate.
   if (version.hasMaterial) return { kind: 'fingerprint-only' };
   return version.storage === 'token' ? { kind: 'token', versionId: version.id } : { kind: 'host' };
@@ -201,15 +292,12 @@ function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
  * reason distinguishes a ciphertext that did not unwrap from material that unwrapped but is
  * not the bound one; it never holds material.
  */
-async function auditRefusal(
-  deps: ServiceDeps,
-  caller: Caller,
-  attempt: { keyId?: string; path?: UnwrapPath },
-  error: unknown,
-): Promise<void> {
+async function auditRefusal(deps: ServiceDeps, caller: Caller, attempt: AttemptTrace, error: unknown): Promise<void> {
   if (!(error instanceof KmsError) || error.kind !== 'client' || !attempt.keyId) return;
   const reason =
-    error.code === 'InvalidKeyMaterial' ? (attempt.path ? 'material-differs-from-bound-material' : 'unwrap-failed') : error.code;
+    error.code === 'InvalidKeyMaterial'
+      ? (attempt.reason ?? (attempt.path ? 'material-differs-from-bound-material' : 'unwrap-failed'))
+      : error.code;
   await recordAudit(deps.db, {
     requestId: caller.requestId,
     accessKeyId: caller.accessKeyId,

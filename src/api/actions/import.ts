@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { WRAPPING_ALGORITHMS, WRAPPING_KEY_SPECS } from '../../domain/byok.js';
 import { isoSeconds } from '../../domain/dates.js';
-import { importKeyMaterial } from '../../services/import.js';
+import { IMPORT_TYPES, importKeyMaterial } from '../../services/import.js';
 import { getParametersForImport } from '../../services/import-params.js';
 import { deleteKeyMaterial } from '../../services/key-material.js';
 import { p } from '../params.js';
@@ -39,6 +39,8 @@ export const importActions = {
       EncryptedKeyMaterial: p.string(4096),
       ImportToken: p.string(4096),
       KeyMaterialExpireUnix: p.integer(0, 253_402_300_799).optional(),
+      // hsm-kms extension (AWS KMS's ImportType): NEW_KEY_MATERIAL starts a BYOK rotation (seed 002).
+      ImportType: p.enum(IMPORT_TYPES).optional(),
     }),
     async handle(params, { kms, caller }) {
       await importKeyMaterial(
@@ -48,6 +50,7 @@ export const importActions = {
           encryptedKeyMaterial: params.EncryptedKeyMaterial,
           importToken: params.ImportToken,
           keyMaterialExpireUnix: params.KeyMaterialExpireUnix,
+          importType: params.ImportType,
         },
         caller,
       );

@@ -81,8 +81,9 @@ export function registerByokCommands(program: Command): void {
       .option('--expire-unix <seconds>', 'when KMS deletes the material (Unix seconds); 0 or absent: never', (v) => {
         if (!/^\d+$/.test(v)) throw new Error('--expire-unix must be Unix seconds');
         return Number(v);
-      }),
-  ).action((keyId: string, o: ConnectionFlags & { materialFile: string; tokenFile: string; expireUnix?: number }) =>
+      })
+      .option('--new-material', 'seed 002: new material for a rotation (ImportType=NEW_KEY_MATERIAL): a new version in PendingRotation; rotate it in with `kms key rotate`'),
+  ).action((keyId: string, o: ConnectionFlags & { materialFile: string; tokenFile: string; expireUnix?: number; newMaterial?: boolean }) =>
     runClientVerb(o, async (client) => {
       const [encrypted, token] = await Promise.all([readFile(o.materialFile, 'utf8'), readFile(o.tokenFile, 'utf8')]);
       await client.call('ImportKeyMaterial', {
@@ -90,6 +91,7 @@ export function registerByokCommands(program: Command): void {
         EncryptedKeyMaterial: encrypted.trim(),
         ImportToken: token.trim(),
         KeyMaterialExpireUnix: o.expireUnix,
+        ImportType: o.newMaterial ? 'NEW_KEY_MATERIAL' : undefined,
       });
       return keyState(client, keyId);
     }),

@@ -150,6 +150,20 @@ export function registerKeyCommands(program: Command): void {
       runClientVerb(o, (client) => changeThenDescribe(client, 'UpdateKeyDescription', keyId, { Description: description })),
   );
 
+  clientCommand(key.command('rotate <keyId>').description('CreateKeyVersion: rotate now (a BYOK key: rotate in the material imported with --new-material)')).action(
+    (keyId: string, o: ConnectionFlags) => runClientVerb(o, (client) => changeThenDescribe(client, 'CreateKeyVersion', keyId)),
+  );
+
+  clientCommand(key.command('set-rotation <keyId>').description('UpdateRotationPolicy: --interval 30d to rotate automatically, --off to stop'))
+    .option('--interval <period>', 'RotationInterval, integer[d|h|m|s], 7–365 days (default keys: 365d, fixed)')
+    .option('--off', 'turn automatic rotation off')
+    .action((keyId: string, o: ConnectionFlags & { interval?: string; off?: boolean }) => {
+      if ((o.interval !== undefined) === (o.off === true)) throw new Error('give exactly one of --interval or --off');
+      return runClientVerb(o, (client) =>
+        changeThenDescribe(client, 'UpdateRotationPolicy', keyId, { EnableAutomaticRotation: o.off !== true, RotationInterval: o.interval }),
+      );
+    });
+
   clientCommand(key.command('versions <keyId>').description('ListKeyVersions: every version, oldest first')).action((keyId: string, o: ConnectionFlags) =>
     runClientVerb(o, (client) =>
       allPages(
