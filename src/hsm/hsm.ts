@@ -67,6 +67,12 @@ export interface ImportUnwrapResult {
   material?: Buffer;
 }
 
+/** What the token holds, by CKA_ID (see `Hsm.listObjectIds`). */
+export interface HsmObjectIds {
+  secretKeys: string[];
+  wrappingPairs: string[];
+}
+
 export interface Hsm {
   info(): HsmInfo;
 
@@ -96,6 +102,14 @@ export interface Hsm {
   unwrapImportedMaterial(request: ImportUnwrapRequest): Promise<ImportUnwrapResult>;
   /** Fingerprint of an existing version key, computed inside the token. */
   fingerprintVersionKey(versionId: string): Promise<Buffer>;
+
+  /**
+   * The CKA_IDs of the service's objects in the token, for the reconciler: persistent secret
+   * keys (version keys) and private keys (the halves of wrapping pairs) whose id is a UUID.
+   * The service's own keys (root key, import-token MAC key) and objects of other applications
+   * (ids that are not UUIDs) are never listed.
+   */
+  listObjectIds(): Promise<HsmObjectIds>;
 
   close(): Promise<void>;
 }

@@ -5,11 +5,13 @@
  * the expiry is still the job's and is due (a conditional update: idempotent). The sweeper
  * runs `runMaterialExpirySweep` for anything a lost job missed.
  */
-import { DelayedError, type Job, type Queue } from 'bullmq';
+import type { Job, Queue } from 'bullmq';
 import type { Clock } from '../clock.js';
 import type { ServiceDeps } from '../services/context.js';
 import { type MaterialExpiryOutcome, expireKeyMaterial } from '../services/key-material.js';
 import { listVersionsWithMaterialDue } from '../store/versions.js';
+import { delayUntil, delayUntilDue } from './due-dates.js';
+import type { QueueDefinition } from './queue-definition.js';
 
 export const MATERIAL_EXPIRY_QUEUE = 'material-expiry';
 export const MATERIAL_EXPIRY_JOB = 'expire-material';
@@ -40,7 +42,7 @@ export async function scheduleMaterialExpiry(
     { ...target, expireAt: expireAt.toISOString() },
     // A failed job is kept for diagnosis; it blocks only its own (version, expiry) id, and the
     // sweeper expires that material anyway.
-    { jobId: materialExpiryJobId(target.versionId, expireAt), delay: Math.max(0, expireAt.getTime() - clock.now().getTime()) },
+    { jobId: materialExpiryJobId(target.versionId, expireAt), delay: delayUntil(clock, expireAt) },
   );
 }
 
@@ -52,11 +54,7 @@ export function materialExpiryProcessor(deps: ServiceDeps) {
   return async (job: Job<MaterialExpiryJob>, token?: string): Promise<MaterialExpiryOutcome> => {
     const expireAt = new Date(job.data.expireAt);
     const outcome = await expireKeyMaterial(deps, job.data.keyId, job.data.versionId, expireAt);
-    if (outcome === 'not-due' && token !== undefined) {
-      const remaining = expireAt.getTime() - deps.clock.now().getTime();
-      await job.moveToDelayed(Date.now() + Math.max(remaining, 1_000), token);
-      throw new DelayedError();
-    }
+    if (outcome === 'not-due' && token !== undefined) await delayUntilDue(job, token, deps.clock, expireAt);
     if (outcome === 'expired') {
       deps.logger.info({ keyId: job.data.keyId, versionId: job.data.versionId, expireAt: job.data.expireAt }, 'imported key material expired and was deleted');
     }
@@ -90,3 +88,12 @@ export async function runMaterialExpirySweep(deps: ServiceDeps, batchSize = 100)
     }
   }
 }
+
+/** The material-expiry queue (jobs/registry.ts). */
+export const materialExpiryQueue: QueueDefinition<MaterialExpiryJob, [target: { keyId: string; versionId: string }, expireAt: Date]> = {
+  name: MATERIAL_EXPIRY_QUEUE,
+  jobNames: [MATERIAL_EXPIRY_JOB],
+  concurrency: 4,
+  schedule: ({ queue, clock }, target, expireAt) => scheduleMaterialExpiry(queue, clock, target, expireAt),
+  processor: ({ deps }) => materialExpiryProcessor(deps),
+};

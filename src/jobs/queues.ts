@@ -1,19 +1,19 @@
 /**
- * The BullMQ side of the composition root (DESIGN.md, Jobs): one queue per concern, all under
- * one Redis key prefix (KMS_QUEUE_PREFIX), and the job-scheduling port the services use.
- * Producers live in every process (`kms serve` schedules); workers only where
- * jobs/workers.ts starts them (`kms worker`, the quickstart, tests).
+ * The BullMQ side of the composition root (DESIGN.md, Jobs): one queue per registry entry
+ * (jobs/registry.ts), all under one Redis key prefix (KMS_QUEUE_PREFIX), and the
+ * job-scheduling port the services use, bound to the queue modules' schedulers. Producers live
+ * in every process (`kms serve` schedules); workers only where jobs/workers.ts starts them
+ * (`kms worker`, the quickstart, tests).
  */
 import { type ConnectionOptions, type DefaultJobOptions, Queue, UnrecoverableError } from 'bullmq';
 import type { Clock } from '../clock.js';
 import type { KmsConfig } from '../config.js';
 import { KmsError } from '../domain/errors.js';
 import type { JobsPort } from '../services/jobs-port.js';
-import { KEY_DELETION_QUEUE, type KeyDeletionJob, scheduleKeyDeletion } from './key-deletion.js';
-import { MATERIAL_EXPIRY_QUEUE, type MaterialExpiryJob, scheduleMaterialExpiry } from './material-expiry.js';
-import { ROTATION_QUEUE, type RotationJob, scheduleRotation } from './rotation.js';
-import { SWEEPER_QUEUE, type SweeperJob } from './sweeper.js';
-import { WRAPPING_POOL_QUEUE, type WrappingPoolJob, requestWrappingPoolRefill } from './wrapping-pool.js';
+import type { ScheduleContext } from './queue-definition.js';
+import { JOB_QUEUES, type KmsQueues, queueEntries } from './registry.js';
+
+export type { KmsQueues };
 
 /** Where the queues live. */
 export interface QueueSettings {
@@ -41,14 +41,6 @@ export const DEFAULT_JOB_OPTIONS: DefaultJobOptions = {
   removeOnFail: { count: 1_000 },
 };
 
-export interface KmsQueues {
-  materialExpiry: Queue<MaterialExpiryJob>;
-  rotation: Queue<RotationJob>;
-  keyDeletion: Queue<KeyDeletionJob>;
-  wrappingPool: Queue<WrappingPoolJob>;
-  sweeper: Queue<SweeperJob>;
-}
-
 /** The producers and the scheduling port (`JobsPort`) the services call. */
 export interface KmsJobs extends JobsPort {
   queues: KmsQueues;
@@ -59,23 +51,18 @@ export interface KmsJobs extends JobsPort {
 export function createKmsJobs(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>, clock: Clock): KmsJobs {
   const settings = queueSettings(config);
   const options = { ...settings, defaultJobOptions: DEFAULT_JOB_OPTIONS };
-  const queues: KmsQueues = {
-    materialExpiry: new Queue<MaterialExpiryJob>(MATERIAL_EXPIRY_QUEUE, options),
-    rotation: new Queue<RotationJob>(ROTATION_QUEUE, options),
-    keyDeletion: new Queue<KeyDeletionJob>(KEY_DELETION_QUEUE, options),
-    wrappingPool: new Queue<WrappingPoolJob>(WRAPPING_POOL_QUEUE, options),
-    sweeper: new Queue<SweeperJob>(SWEEPER_QUEUE, options),
-  };
+  const queues = Object.fromEntries(queueEntries().map(([key, definition]) => [key, new Queue(definition.name, options)])) as KmsQueues;
   // Connection errors surface on the calls that need Redis (and are logged by their
   // callers); an unhandled 'error' event must not crash the process.
   for (const queue of Object.values(queues)) queue.on('error', () => undefined);
+  const on = <D>(queue: Queue<D>): ScheduleContext<D> => ({ queue, clock });
   return {
     queues,
     settings,
-    scheduleMaterialExpiry: (keyId, versionId, expireAt) => scheduleMaterialExpiry(queues.materialExpiry, clock, { keyId, versionId }, expireAt),
-    requestWrappingPoolRefill: () => requestWrappingPoolRefill(queues.wrappingPool),
-    scheduleRotation: (keyId, dueAt) => scheduleRotation(queues.rotation, clock, keyId, dueAt),
-    scheduleKeyDeletion: (keyId, deleteAt) => scheduleKeyDeletion(queues.keyDeletion, clock, keyId, deleteAt),
+    scheduleMaterialExpiry: (keyId, versionId, expireAt) => JOB_QUEUES.materialExpiry.schedule(on(queues.materialExpiry), { keyId, versionId }, expireAt),
+    requestWrappingPoolRefill: () => JOB_QUEUES.wrappingPool.schedule(on(queues.wrappingPool), 'refill'),
+    scheduleRotation: (keyId, dueAt) => JOB_QUEUES.rotation.schedule(on(queues.rotation), keyId, dueAt),
+    scheduleKeyDeletion: (keyId, deleteAt) => JOB_QUEUES.keyDeletion.schedule(on(queues.keyDeletion), keyId, deleteAt),
     async close() {
       await Promise.all(Object.values(queues).map((q) => q.close().catch(() => undefined)));
     },

@@ -1,23 +1,25 @@
 /**
- * Starts the BullMQ workers of every queue, the repeatable sweeper and a first pool refill.
- * Used by `kms worker`, the quickstart (API and workers in one process) and tests.
+ * Starts one BullMQ worker per registry entry (jobs/registry.ts), then each queue's start-up
+ * work (the repeatable sweeper, a first pool refill). Used by `kms worker`, the quickstart
+ * (API and workers in one process) and tests.
  */
-import { type Processor, Worker } from 'bullmq';
+import { Worker } from 'bullmq';
 import type { KmsServices } from '../kms.js';
-import { MATERIAL_EXPIRY_QUEUE, materialExpiryProcessor } from './material-expiry.js';
 import { finalOnClientError } from './queues.js';
-import { SWEEPER_QUEUE, scheduleSweeper, sweeperProcessor } from './sweeper.js';
-import { WRAPPING_POOL_QUEUE, requestWrappingPoolRefill, wrappingPoolProcessor } from './wrapping-pool.js';
+import type { WorkerStartOptions } from './queue-definition.js';
+import { type QueueKey, queueEntries } from './registry.js';
 
 export interface JobWorkers {
   workers: Worker[];
+  /** The worker of each registry entry. */
+  byQueue: Record<QueueKey, Worker>;
   close(): Promise<void>;
 }
 
 export interface StartJobWorkersOptions {
   /** Default: config.jobs.sweepIntervalSeconds. */
   sweepEveryMs?: number;
-  /** Default true; tests that drive the sweep by hand turn the repeatable job off. */
+  /** Default true; tests that drive the sweeper by hand turn the repeatable job off. */
   sweeper?: boolean;
 }
 
@@ -25,34 +27,36 @@ export async function startJobWorkers(kms: KmsServices, options: StartJobWorkers
   const { deps, jobs } = kms;
   const { logger } = deps;
   const settings = jobs.settings;
-  const start = <T>(name: string, processor: Processor<T>, concurrency: number) => {
-    const worker = new Worker<T>(name, finalOnClientError(processor), { ...settings, concurrency });
+  const entries = queueEntries();
+  const byQueue = {} as Record<QueueKey, Worker>;
+  for (const [key, definition] of entries) {
+    const processor = definition.processor({ deps, queues: jobs.queues });
+    // STYLE.md, Errors: `client` errors are final, anything else retries with backoff.
+    const worker = new Worker(definition.name, finalOnClientError(processor), { ...settings, concurrency: definition.concurrency });
     worker.on('failed', (job, error) => {
       // Job data holds ids and dates only; the error is a KmsError message (never material).
-      logger.warn({ queue: name, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade, err: error.message }, 'job failed');
+      logger.warn({ queue: definition.name, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade, err: error.message }, 'job failed');
     });
-    worker.on('error', (error) => logger.warn({ queue: name, err: error.message }, 'worker error'));
-    return worker;
-  };
-  const workers = [
-    start(MATERIAL_EXPIRY_QUEUE, materialExpiryProcessor(deps), 4),
-    // One at a time: RSA generation is CPU-bound in the token and the pool is small.
-    start(WRAPPING_POOL_QUEUE, wrappingPoolProcessor(deps), 1),
-    start(SWEEPER_QUEUE, sweeperProcessor(deps, jobs.queues.wrappingPool), 1),
-  ];
+    worker.on('error', (error) => logger.warn({ queue: definition.name, err: error.message }, 'worker error'));
+    byQueue[key] = worker;
+  }
+  const workers = Object.values(byQueue);
   const close = async () => {
     await Promise.all(workers.map((w) => w.close().catch(() => undefined)));
   };
+  const startOptions: WorkerStartOptions = {
+    sweeper: options.sweeper !== false,
+    sweepEveryMs: options.sweepEveryMs ?? deps.config.jobs.sweepIntervalSeconds * 1000,
+  };
   try {
     await Promise.all(workers.map((w) => w.waitUntilReady()));
-    if (options.sweeper !== false) {
-      await scheduleSweeper(jobs.queues.sweeper, options.sweepEveryMs ?? deps.config.jobs.sweepIntervalSeconds * 1000);
+    for (const [key, definition] of entries) {
+      await definition.onWorkersStarted?.({ queue: jobs.queues[key], clock: deps.clock }, startOptions);
     }
-    await requestWrappingPoolRefill(jobs.queues.wrappingPool);
   } catch (error) {
     await close();
     throw error;
   }
-  logger.info({ queues: [MATERIAL_EXPIRY_QUEUE, WRAPPING_POOL_QUEUE, SWEEPER_QUEUE], prefix: settings.prefix }, 'job workers started');
-  return { workers, close };
+  logger.info({ queues: entries.map(([, d]) => d.name), prefix: settings.prefix }, 'job workers started');
+  return { workers, byQueue, close };
 }

@@ -6,6 +6,7 @@
 import type { Job, Queue } from 'bullmq';
 import type { ServiceDeps } from '../services/context.js';
 import { destroyExpiredWrappingKeys, refillWrappingKeyPool } from '../services/wrapping-keys.js';
+import type { QueueDefinition } from './queue-definition.js';
 
 export const WRAPPING_POOL_QUEUE = 'wrapping-pool';
 export type WrappingPoolJobName = 'refill' | 'cleanup';
@@ -40,3 +41,14 @@ export function wrappingPoolProcessor(deps: ServiceDeps) {
     }
   };
 }
+
+/** The wrapping-pool queue (jobs/registry.ts); every process that starts workers fills the pool once. */
+export const wrappingPoolQueue: QueueDefinition<WrappingPoolJob, [what: WrappingPoolJobName]> = {
+  name: WRAPPING_POOL_QUEUE,
+  jobNames: ['refill', 'cleanup'],
+  // One at a time: RSA generation is CPU-bound in the token and the pool is small.
+  concurrency: 1,
+  schedule: ({ queue }, what) => (what === 'refill' ? requestWrappingPoolRefill(queue) : requestWrappingKeyCleanup(queue)),
+  processor: ({ deps }) => wrappingPoolProcessor(deps),
+  onWorkersStarted: ({ queue }) => requestWrappingPoolRefill(queue),
+};

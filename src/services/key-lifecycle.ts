@@ -8,6 +8,7 @@
  */
 import { deletionProtected, invalidParameter, missingParameter, stateModifiedFailed } from '../domain/errors.js';
 import { parseKeyReference } from '../domain/ids.js';
+import { assertDeletionCancellable } from '../domain/key-deletion.js';
 import { type KeyAction, type KeyState, stateAfter } from '../domain/key.js';
 import { rotationAfterTransition } from '../domain/rotation-status.js';
 import { recordAudit } from '../store/audit.js';
@@ -15,6 +16,7 @@ import { type Queryable, withTransaction } from '../store/db.js';
 import { type Key, updateKey } from '../store/keys.js';
 import { getVersion } from '../store/versions.js';
 import type { Caller, ServiceDeps } from './context.js';
+import { scheduleBestEffort } from './jobs-port.js';
 import { loadKey } from './key-lookup.js';
 import { assertAdmin } from './permissions.js';
 import { scheduleNextRotation } from './rotation-schedule.js';
@@ -97,11 +99,11 @@ export function disableKey(deps: ServiceDeps, reference: string, caller: Caller)
  *   (403), Rejected.StateModifiedFailed (409) when already PendingDeletion, plus the lookup
  *   and permission errors.
  */
-export function scheduleKeyDeletion(deps: ServiceDeps, reference: string, pendingWindowInDays: number, caller: Caller): Promise<Key> {
+export async function scheduleKeyDeletion(deps: ServiceDeps, reference: string, pendingWindowInDays: number, caller: Caller): Promise<Key> {
   if (!Number.isInteger(pendingWindowInDays) || pendingWindowInDays < MIN_PENDING_WINDOW_DAYS || pendingWindowInDays > MAX_PENDING_WINDOW_DAYS) {
     throw invalidParameter('PendingWindowInDays', `It must be between ${MIN_PENDING_WINDOW_DAYS} and ${MAX_PENDING_WINDOW_DAYS}.`);
   }
-  return transition(deps, reference, caller, {
+  const key = await transition(deps, reference, caller, {
     action: 'ScheduleKeyDeletion',
     changes: (key) => {
       if (key.deletionProtection) throw deletionProtected();
@@ -109,15 +111,29 @@ export function scheduleKeyDeletion(deps: ServiceDeps, reference: string, pendin
     },
     audit: { pendingWindowInDays },
   });
+  // After the commit: the delayed job at DeleteDate (services/key-deletion.ts); the sweeper
+  // deletes the key anyway if Redis loses it.
+  const deleteAt = key.deleteDate;
+  if (deleteAt) await scheduleBestEffort(deps, 'key deletion', () => deps.jobs.scheduleKeyDeletion(key.id, deleteAt));
+  return key;
 }
 
 /**
  * CancelKeyDeletion: PendingDeletion → Enabled, or PendingImport for a BYOK key without
  * material (domain/key.ts `stateAfter`); the DeleteDate is cleared.
- * @throws Rejected.StateModifiedFailed (409) in any other state, plus the lookup and permission errors.
+ * Refused once the DeleteDate has passed (the deletion may be half done: services/key-deletion.ts).
+ * @throws Rejected.StateModifiedFailed (409) in any other state or past the DeleteDate, plus
+ *   the lookup and permission errors.
  */
 export async function cancelKeyDeletion(deps: ServiceDeps, reference: string, caller: Caller): Promise<Key> {
-  const key = await transition(deps, reference, caller, { action: 'CancelKeyDeletion', changes: () => ({ deleteDate: null }) });
+  const key = await transition(deps, reference, caller, {
+    action: 'CancelKeyDeletion',
+    changes: (current) => {
+      // Past its DeleteDate the key may already be half-destroyed by a deletion that will resume.
+      assertDeletionCancellable(current, deps.clock.now());
+      return { deleteDate: null };
+    },
+  });
   // Seed 002: rotation resumes; one that fell due while suspended runs once, now.
   await scheduleNextRotation(deps, key);
   return key;

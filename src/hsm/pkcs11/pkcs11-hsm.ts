@@ -7,6 +7,7 @@ import type {
   Hsm,
   HsmCapabilities,
   HsmInfo,
+  HsmObjectIds,
   ImportUnwrapRequest,
   ImportUnwrapResult,
   UnwrapPath,
@@ -16,6 +17,7 @@ import { probeCapabilities } from './capabilities.js';
 import { pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import { acquireModule, findTokenSlot, login, releaseModule } from './module.js';
+import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
 import { SessionPool } from './session-pool.js';
 
 type Handle = pkcs11js.Handle;
@@ -135,6 +137,15 @@ export class Pkcs11Hsm implements Hsm {
 
   async fingerprintVersionKey(versionId: string): Promise<Buffer> {
     return this.withVersionKey(versionId, (key) => this.run('fingerprint', (session) => this.fingerprint(session, key)));
+  }
+
+  // ---- reconciliation -----------------------------------------------------------------------
+
+  async listObjectIds(): Promise<HsmObjectIds> {
+    return this.run('listObjectIds', (session) => ({
+      secretKeys: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_SECRET_KEY),
+      wrappingPairs: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY),
+    }));
   }
 
   // ---- service keys ------------------------------------------------------------------------
@@ -437,19 +448,7 @@ function uniformUnwrapError(error: unknown): KmsError {
   return invalidKeyMaterial();
 }
 
-export function findObjects(p11: pkcs11js.PKCS11, session: Handle, template: pkcs11js.Template): Handle[] {
-  p11.C_FindObjectsInit(session, template);
-  try {
-    const result: Handle[] = [];
-    for (;;) {
-      const batch = p11.C_FindObjects(session, 16);
-      if (batch.length === 0) return result;
-      result.push(...batch);
-    }
-  } finally {
-    p11.C_FindObjectsFinal(session);
-  }
-}
+export { findObjects };
 
 /** Finds or creates the root key (AES-256, seals SOFTWARE-tier material and secrets) and the import-token MAC key. */
 function ensureServiceKeys(p11: pkcs11js.PKCS11, session: Handle): { rootKey: Handle; macKey: Handle } {

@@ -1,0 +1,139 @@
+/**
+ * The reconciler (DESIGN.md, Crash consistency): Postgres and the HSM are written in two
+ * steps (a version's row, then its token object, then the commit), so a crash or a failed
+ * commit can leave an object no committed row names, and a lost token file or a foreign
+ * C_DestroyObject can leave a row whose object is gone. The reconciler compares the two.
+ *
+ * The rule:
+ * - An **orphan** is a UUID-named secret key (version key) or private key (wrapping pair) in
+ *   the token whose id no `key_versions` / `wrapping_keys` row holds. It is destroyed only
+ *   when consecutive reconciler runs found it orphaned over at least `RECONCILE_GRACE_MS` of
+ *   service time (the first sighting is recorded in `reconcile_findings`; a run that finds it
+ *   referenced, or gone, forgets it), and a last look at Postgres right before the destroy
+ *   still finds no row. A creation in flight holds its object for the milliseconds between
+ *   C_GenerateKey and its commit, so it is never destroyed: its row is committed long before
+ *   the second sighting.
+ * - A **missing object** is a row that needs one — a `token` version holding material, or any
+ *   wrapping pair — whose object the token does not have. Under the same two-sightings rule it
+ *   is **flagged**: a warning log line with the ids and a `flagged_at` in `reconcile_findings`
+ *   (counted by `countFlaggedFindings`, for the metrics). The row is never deleted: a flagged
+ *   key is for an operator to look at (a restored token backup may bring the object back, and
+ *   the finding then goes away by itself).
+ * - Never touched: the service's own keys (root key, import-token MAC key: `hsm-kms:…` ids)
+ *   and anything whose CKA_ID is not a UUID (other applications sharing the token).
+ *
+ * Order within a run: Postgres is read before and after the token listing. An object is an
+ * orphan only if the *later* read has no row for it (a row committed during the listing
+ * counts); a row misses its object only if the *earlier* read had it (its object was created
+ * before its commit, hence before the listing) and the later read still has it (a deletion in
+ * flight removes the row right after the object).
+ */
+import type { Logger } from 'pino';
+import { withTransaction } from '../store/db.js';
+import {
+  type Finding,
+  type FindingKind,
+  deleteFinding,
+  isObjectReferenced,
+  listFindings,
+  lockReconciler,
+  markFindingFlagged,
+  readReferencedObjects,
+  recordFinding,
+} from '../store/reconcile-findings.js';
+import type { ServiceDeps } from './context.js';
+
+/** How long, in service time, a mismatch must persist over consecutive runs before it is acted on. */
+export const RECONCILE_GRACE_MS = 10 * 60_000;
+
+export interface ReconcileResult {
+  /** Orphan objects destroyed in this run, by id. */
+  destroyed: Array<{ kind: FindingKind; objectId: string }>;
+  /** Rows flagged in this run (their object is missing). */
+  flagged: Array<{ kind: FindingKind; objectId: string; keyId: string | null }>;
+  /** Mismatches seen but not yet acted on (first sighting, or within the grace period). */
+  suspected: number;
+  /** Rows flagged in this or an earlier run whose object is still missing. */
+  flaggedTotal: number;
+}
+
+interface Mismatch {
+  kind: FindingKind;
+  objectId: string;
+  keyId: string | null;
+}
+
+export interface ReconcileOptions {
+  graceMs?: number;
+}
+
+export async function reconcileHsmObjects(deps: ServiceDeps, options: ReconcileOptions = {}): Promise<ReconcileResult> {
+  const graceMs = options.graceMs ?? RECONCILE_GRACE_MS;
+  const before = await readReferencedObjects(deps.db);
+  const objects = await deps.hsm.listObjectIds();
+  const after = await readReferencedObjects(deps.db);
+  const secretKeys = new Set(objects.secretKeys);
+  const privateKeys = new Set(objects.wrappingPairs);
+
+  const mismatches: Mismatch[] = [
+    ...objects.secretKeys.filter((id) => !after.versionIds.has(id)).map((id) => ({ kind: 'orphan-version-key' as const, objectId: id, keyId: null })),
+    ...objects.wrappingPairs.filter((id) => !after.wrappingPairs.has(id)).map((id) => ({ kind: 'orphan-wrapping-pair' as const, objectId: id, keyId: null })),
+    ...[...before.versionKeysExpected]
+      .filter(([id]) => !secretKeys.has(id) && after.versionKeysExpected.has(id))
+      .map(([id, keyId]) => ({ kind: 'missing-version-key' as const, objectId: id, keyId })),
+    ...[...before.wrappingPairs]
+      .filter(([id]) => !privateKeys.has(id) && after.wrappingPairs.has(id))
+      .map(([id, keyId]) => ({ kind: 'missing-wrapping-pair' as const, objectId: id, keyId })),
+  ];
+
+  const now = deps.clock.now();
+  return withTransaction(
+    deps.db,
+    async (tx) => {
+      // One run at a time: two workers' runs would each count the other's sighting.
+      await lockReconciler(tx);
+      const previous = new Map((await listFindings(tx)).map((f) => [findingKey(f), f]));
+      const result: ReconcileResult = { destroyed: [], flagged: [], suspected: 0, flaggedTotal: 0 };
+      for (const mismatch of mismatches) {
+        const seen = previous.get(findingKey(mismatch));
+        previous.delete(findingKey(mismatch));
+        const confirmed = seen !== undefined && now.getTime() - seen.firstSeenAt.getTime() >= graceMs;
+        if (!confirmed) {
+          await recordFinding(tx, mismatch, now);
+          result.suspected++;
+          continue;
+        }
+        if (mismatch.kind === 'orphan-version-key' || mismatch.kind === 'orphan-wrapping-pair') {
+          if (await isObjectReferenced(tx, mismatch.kind, mismatch.objectId)) {
+            await deleteFinding(tx, mismatch.kind, mismatch.objectId);
+            continue;
+          }
+          if (mismatch.kind === 'orphan-version-key') await deps.hsm.destroyVersionKey(mismatch.objectId);
+          else await deps.hsm.destroyWrappingKeyPair(mismatch.objectId);
+          await deleteFinding(tx, mismatch.kind, mismatch.objectId);
+          result.destroyed.push({ kind: mismatch.kind, objectId: mismatch.objectId });
+          deps.logger.info({ kind: mismatch.kind, objectId: mismatch.objectId }, 'reconciler destroyed an HSM object no committed row references');
+          continue;
+        }
+        await recordFinding(tx, mismatch, now);
+        result.flaggedTotal++;
+        if (seen.flaggedAt === null) {
+          await markFindingFlagged(tx, mismatch.kind, mismatch.objectId, now);
+          result.flagged.push(mismatch);
+          logMissing(deps.logger, mismatch);
+        }
+      }
+      // What no longer mismatches (committed after all, restored, deleted) is forgotten.
+      for (const resolved of previous.values()) await deleteFinding(tx, resolved.kind, resolved.objectId);
+      return result;
+    },
+    { rerunOnConflict: false },
+  );
+}
+
+const findingKey = (f: Pick<Finding, 'kind' | 'objectId'>) => `${f.kind}/${f.objectId}`;
+
+function logMissing(logger: Logger, m: Mismatch): void {
+  const what = m.kind === 'missing-version-key' ? { keyId: m.keyId, versionId: m.objectId } : { keyId: m.keyId, wrappingKeyId: m.objectId };
+  logger.warn({ finding: m.kind, ...what }, 'reconciler: a committed row names an HSM object the token does not hold (row kept, flagged for an operator)');
+}
