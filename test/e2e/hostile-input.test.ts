@@ -201,9 +201,9 @@ describe('hostile shapes', () => {
       const a = await record(sendV1(server.endpoint, 'DescribeKey', { KeyId: hsmKeyId, [name]: 'x' }, server.admin));
       expectRefused(a, 'InvalidParameter');
     }
-    const unknown = await record(sendV1(server.endpoint, 'Encrypt', { KeyId: hsmKeyId, Plaintext: 'x', DryRun: 'true' }, server.admin));
+    const unknown = await record(sendV1(server.endpoint, 'Encrypt', { KeyId: hsmKeyId, Plaintext: 'x', Frobnicate: 'true' }, server.admin));
     expectRefused(unknown, 'InvalidParameter');
-    expect(String(unknown.body['Message'])).toBe('The specified parameter "DryRun" is not valid. It is not a parameter of Encrypt.');
+    expect(String(unknown.body['Message'])).toBe('The specified parameter "Frobnicate" is not valid. It is not a parameter of Encrypt.');
   });
 
   it('regression: a signed ACS3 query re-sent as one parameter name (%3D, %26) does not become another request', async () => {
