@@ -3,6 +3,7 @@
  * work (the repeatable sweeper, a first pool refill). Used by `kms worker`, the quickstart
  * (API and workers in one process) and tests.
  */
+import { hostname } from 'node:os';
 import { Worker } from 'bullmq';
 import type { KmsServices } from '../kms.js';
 import { finalOnClientError } from './queues.js';
@@ -29,10 +30,12 @@ export async function startJobWorkers(kms: KmsServices, options: StartJobWorkers
   const settings = jobs.settings;
   const entries = queueEntries();
   const byQueue = {} as Record<QueueKey, Worker>;
+  // Recorded on every job this process runs (Job.processedBy): which worker did what.
+  const workerName = `${hostname()}:${process.pid}`;
   for (const [key, definition] of entries) {
     const processor = definition.processor({ deps, queues: jobs.queues });
     // STYLE.md, Errors: `client` errors are final, anything else retries with backoff.
-    const worker = new Worker(definition.name, finalOnClientError(processor), { ...settings, concurrency: definition.concurrency });
+    const worker = new Worker(definition.name, finalOnClientError(processor), { ...settings, name: workerName, concurrency: definition.concurrency });
     worker.on('failed', (job, error) => {
       // Job data holds ids and dates only; the error is a KmsError message (never material).
       logger.warn({ queue: definition.name, job: job?.name, jobId: job?.id, attempts: job?.attemptsMade, err: error.message }, 'job failed');
