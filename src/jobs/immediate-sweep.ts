@@ -7,14 +7,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
-import type { SweeperJob } from './sweeper.js';
+import { SWEEPER_SCHEDULER_ID, type SweeperJob } from './sweeper.js';
 
-export const IMMEDIATE_SWEEP_JOB = 'sweep-now';
+/** The id prefix of one-off sweeps (their job name is the sweeper's own: one processor runs both). */
+export const IMMEDIATE_SWEEP_ID_PREFIX = 'sweep-now';
 
 /** Queues a one-off sweep with a unique id (so it never merges with another); returns the id. */
 export async function requestImmediateSweep(queue: Queue<SweeperJob>): Promise<string> {
   // BullMQ job ids may not contain ':'.
-  const jobId = `${IMMEDIATE_SWEEP_JOB}-${randomUUID()}`;
-  await queue.add(IMMEDIATE_SWEEP_JOB, {}, { jobId });
+  const jobId = `${IMMEDIATE_SWEEP_ID_PREFIX}-${randomUUID()}`;
+  await queue.add(SWEEPER_SCHEDULER_ID, {}, { jobId });
   return jobId;
 }

@@ -4,7 +4,7 @@ import { systemClock } from '../../clock.js';
 import type { KmsConfig } from '../../config.js';
 import { requestImmediateSweep } from '../../jobs/immediate-sweep.js';
 import { createKmsJobs } from '../../jobs/queues.js';
-import { type ClockMove, type ClockReading, manualClockProcesses, moveSharedClock, readSharedClock } from '../../shared-offset-clock.js';
+import { type ClockMove, type ClockReading, MAX_OFFSET_MS, manualClockProcesses, moveSharedClock, readSharedClock } from '../../shared-offset-clock.js';
 import { localConfig } from '../local-kms.js';
 import { print } from '../output.js';
 
@@ -84,7 +84,9 @@ export function parseDuration(text: string): number {
   const match = /^(\d{1,12})([dhms]?)$/.exec(text.trim());
   const amount = Number(match?.[1]);
   if (!match || amount <= 0) throw new Error(`"${text}" is not a duration: a positive integer followed by d, h, m or s, e.g. 30d`);
-  return amount * UNIT_MS[(match[2] || 's') as keyof typeof UNIT_MS];
+  const ms = amount * UNIT_MS[(match[2] || 's') as keyof typeof UNIT_MS];
+  if (ms > MAX_OFFSET_MS) throw new Error(`"${text}" is too far: the service clock may run at most 100 years ahead of the wall clock`);
+  return ms;
 }
 
 /** A full ISO-8601 date, e.g. 2027-01-01T00:00:00Z (a bare date means its UTC midnight). */

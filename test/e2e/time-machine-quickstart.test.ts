@@ -1,0 +1,150 @@
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
+
+/**
+ * The time machine from a user's seat (issue 14 §4): `KMS_CLOCK=manual npm run quickstart` in a
+ * new data dir, keys made through the real SDK, then `kms clock advance 8d` from the CLI — and
+ * the week's due work happens at once through the quickstart's own workers: a 7-day rotation,
+ * an import-based material expiry one day out, a 7-day scheduled deletion. The repeatable
+ * sweeper runs hourly here, so only the sweep the CLI queues can have done it in time.
+ */
+const run = promisify(execFile);
+const repoRoot = path.resolve(import.meta.dirname, '../..');
+const DAY_S = 86_400;
+/** Time for the workers to do the due work after the clock moved (CI machines are slow; nothing here waits on it). */
+const DUE_WORK_DEADLINE_MS = 60_000;
+
+let child: ChildProcess | undefined;
+let output = '';
+let dataDir: string;
+let call: CallApi;
+
+function withoutOuterSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const copy = { ...env };
+  for (const name of ['DATABASE_URL', 'REDIS_URL', 'SOFTHSM2_CONF', 'KMS_HSM_PIN', 'KMS_HSM_SO_PIN', 'KMS_DB_POOL_SIZE', 'KMS_QUEUE_PREFIX', 'KMS_CLOCK']) {
+    delete copy[name];
+  }
+  return copy;
+}
+
+function startManualQuickstart(): Promise<string> {
+  const env = {
+    ...withoutOuterSettings(process.env),
+    KMS_DATA_DIR: dataDir,
+    KMS_PORT: '0',
+    KMS_LOG_LEVEL: 'warn',
+    KMS_CLOCK: 'manual',
+    KMS_SWEEP_INTERVAL_SECONDS: '3600',
+  };
+  child = spawn(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'quickstart'], { cwd: repoRoot, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  child.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`quickstart did not start in time:\n${output}`)), 90_000);
+    child?.stdout?.on('data', () => {
+      const match = /Endpoint\s+(127\.0\.0\.1:\d+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(match[1]);
+      }
+    });
+    child?.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`quickstart exited (${code}):\n${output}`));
+    });
+  });
+}
+
+/** `kms clock …` as a user runs it next to the quickstart: attached through runtime.json. */
+async function clockCli(...args: string[]): Promise<{ Now: string; OffsetSeconds: number; NotifiedProcesses?: number }> {
+  const env = { ...withoutOuterSettings(process.env), KMS_DATA_DIR: dataDir };
+  const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'clock', ...args], { cwd: repoRoot, env });
+  return JSON.parse(stdout) as { Now: string; OffsetSeconds: number; NotifiedProcesses?: number };
+}
+
+async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + DUE_WORK_DEADLINE_MS;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${DUE_WORK_DEADLINE_MS} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+const keys: { rotating?: string; byok?: string; doomed?: string } = {};
+let rotatingRefused: unknown;
+let moved: { Now: string; OffsetSeconds: number; NotifiedProcesses?: number };
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), 'kms-time-machine-'));
+  const endpoint = await startManualQuickstart();
+  const credentials = JSON.parse(await readFile(path.join(dataDir, 'credentials.json'), 'utf8')) as { AccessKeyId: string; AccessKeySecret: string };
+  call = openApiClient(endpoint, { accessKeyId: credentials.AccessKeyId, accessKeySecret: credentials.AccessKeySecret });
+  const softwareInstance = /SW instance\s+(kst-\w+)/.exec(output)?.[1];
+  if (!softwareInstance) throw new Error(`no SOFTWARE instance in the banner:\n${output}`);
+
+  const start = await clockCli('show');
+  // A SOFTWARE key that rotates every 7 days.
+  try {
+    const created = await call('CreateKey', { DKMSInstanceId: softwareInstance, EnableAutomaticRotation: true, RotationInterval: '7d' });
+    keys.rotating = created.KeyMetadata.KeyId as string;
+  } catch (error) {
+    rotatingRefused = error;
+  }
+  // BYOK material that expires one day from the service's now.
+  keys.byok = (await call('CreateKey', { DKMSInstanceId: softwareInstance, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+  const params = await call('GetParametersForImport', { KeyId: keys.byok, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+  await call('ImportKeyMaterial', {
+    KeyId: keys.byok,
+    EncryptedKeyMaterial: wrapKeyMaterial(Buffer.from(params.PublicKey, 'base64'), 'RSAES_OAEP_SHA_256', randomBytes(32)).toString('base64'),
+    ImportToken: params.ImportToken,
+    KeyMaterialExpireUnix: Math.floor(Date.parse(start.Now) / 1000) + DAY_S,
+  });
+  // A key deleted 7 days from now.
+  keys.doomed = (await call('CreateKey', { DKMSInstanceId: softwareInstance })).KeyMetadata.KeyId as string;
+  await call('ScheduleKeyDeletion', { KeyId: keys.doomed, PendingWindowInDays: 7 });
+
+  moved = await clockCli('advance', '8d');
+}, 180_000);
+
+afterAll(async () => {
+  if (child && child.exitCode === null) {
+    const exited = new Promise((resolve) => child?.once('exit', resolve));
+    child.kill('SIGINT');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
+
+describe('KMS_CLOCK=manual npm run quickstart, moved by kms clock advance 8d', () => {
+  it('says its clock is manual, and the CLI moved every process of it 8 days ahead', () => {
+    expect(output).toMatch(/Clock\s+manual/);
+    expect(moved.OffsetSeconds).toBe(8 * DAY_S);
+    expect(moved.NotifiedProcesses).toBeGreaterThanOrEqual(1);
+  });
+
+  it('the BYOK material due one day after the start has expired: the key is PendingImport', async () => {
+    await eventually('material expiry', async () => (await call('DescribeKey', { KeyId: keys.byok })).KeyMetadata.KeyState === 'PendingImport');
+  }, 90_000);
+
+  it('the key scheduled for deletion in 7 days is gone (Forbidden.KeyNotFound)', async () => {
+    await eventually('key deletion', async () => (await sdkError(() => call('DescribeKey', { KeyId: keys.doomed }))).code === 'Forbidden.KeyNotFound');
+  }, 90_000);
+
+  it('the SOFTWARE key with a 7-day rotation has rotated once: two versions, the new one primary', async () => {
+    expect(rotatingRefused, 'CreateKey with EnableAutomaticRotation=true, RotationInterval=7d on a SOFTWARE key').toBeUndefined();
+    const versions = async () => (await call('ListKeyVersions', { KeyId: keys.rotating })).KeyVersions.KeyVersion as Array<{ KeyVersionId: string }>;
+    await eventually('rotation', async () => (await versions()).length === 2);
+    const described = (await call('DescribeKey', { KeyId: keys.rotating })).KeyMetadata;
+    expect((await versions()).map((v) => v.KeyVersionId)).toContain(described.PrimaryKeyVersion);
+    // One rotation for one due date, not one per sweep: it stays at two.
+    expect(await versions()).toHaveLength(2);
+    expect(Date.parse(described.NextRotationDate)).toBeGreaterThan(Date.parse(moved.Now));
+  }, 90_000);
+});
