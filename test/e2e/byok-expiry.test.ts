@@ -19,6 +19,7 @@ import type { Queryable } from '../../src/store/db.js';
 import { getKey, updateKey } from '../../src/store/keys.js';
 import { getVersion } from '../../src/store/versions.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
+import { waitFor } from '../helpers/jobs.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -26,7 +27,8 @@ import { withTokenSession } from '../helpers/token-session.js';
 /**
  * Seed 000, step 4 and FAQ: imported material expires at KeyMaterialExpireUnix and KMS
  * deletes it; the same material brings the key back. Driven with an injected ManualClock
- * (the sweeper and the processor called directly), and once with the real BullMQ delayed job.
+ * (the sweeper and the processor called directly), and with the real BullMQ delayed jobs,
+ * whose due-ness the same clock decides (no wall-clock windows).
  */
 const HOUR = 3600_000;
 
@@ -173,9 +175,12 @@ describe('with the real BullMQ workers', () => {
   let server: TestServer;
   let call: CallApi;
   let workers: Awaited<ReturnType<typeof startJobWorkers>>;
+  // Due-ness is the service clock's: the tests move it and bring BullMQ's wake-up forward
+  // (Job.promote, as the time machine's sweep does) instead of waiting for a wall-clock window.
+  const clock = new ManualClock(new Date());
 
   beforeAll(async () => {
-    server = await startServer({ env: { KMS_WRAPPING_KEY_POOL_SIZE: '2' } });
+    server = await startServer({ clock, env: { KMS_WRAPPING_KEY_POOL_SIZE: '2', KMS_SIGNATURE_MAX_SKEW_SECONDS: String(30 * 86_400) } });
     call = openApiClient(server.endpoint, server.admin);
     workers = await startJobWorkers(server.kms, { sweeper: false });
   });
@@ -185,13 +190,7 @@ describe('with the real BullMQ workers', () => {
     await server?.stop();
   });
 
-  const waitFor = async (what: string, check: () => Promise<boolean>, timeoutMs = 20_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-      await new Promise((r) => setTimeout(r, 200));
-    }
-  };
+  const keyState = async (keyId: string) => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState as string;
 
   it('the worker fills the wrapping key pool at start and refills it after a take', async () => {
     const pooled = async () =>
@@ -204,19 +203,21 @@ describe('with the real BullMQ workers', () => {
     await waitFor('the pool to be refilled', async () => (await pooled()) === 2);
   });
 
-  it('a delayed job deletes the material when KeyMaterialExpireUnix comes', async () => {
+  it('the delayed job ImportKeyMaterial schedules deletes the material when the clock reaches KeyMaterialExpireUnix', async () => {
     const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
     const material = randomBytes(32);
-    const expireUnix = Math.floor(Date.now() / 1000) + 3;
+    const expireUnix = Math.floor(clock.now().getTime() / 1000) + 3600;
     await importInto(call, keyId, material, expireUnix);
     const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
     const job = await server.kms.jobs.queues.materialExpiry.getJob(materialExpiryJobId(versionId, new Date(expireUnix * 1000)));
     expect(job?.data).toEqual({ keyId, versionId, expireAt: new Date(expireUnix * 1000).toISOString() });
     expect(await job?.isDelayed()).toBe(true);
-    expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
+    expect(job?.delay).toBeGreaterThan(3_590_000);
+    expect(await keyState(keyId)).toBe('Enabled');
 
-    await waitFor('the material to expire', async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');
-    expect(Date.now()).toBeGreaterThanOrEqual(expireUnix * 1000);
+    clock.set(new Date(expireUnix * 1000));
+    await job!.promote();
+    await waitFor('the material to expire', async () => (await keyState(keyId)) === 'PendingImport');
     expect(await tokenObjects(server, versionId)).toBe(0);
     await importInto(call, keyId, material);
     expect((await call('Encrypt', { KeyId: keyId, Plaintext: 'back' })).KeyVersionId).toBe(versionId);
@@ -224,7 +225,7 @@ describe('with the real BullMQ workers', () => {
 
   it('a job that fires before the material is due (a scheduler clock running ahead) is delayed again, not dropped', async () => {
     const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
-    const expireAt = new Date((Math.floor(Date.now() / 1000) + 4) * 1000);
+    const expireAt = new Date((Math.floor(clock.now().getTime() / 1000) + 3600) * 1000);
     await importInto(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
     const queue = server.kms.jobs.queues.materialExpiry;
     const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
@@ -232,9 +233,17 @@ describe('with the real BullMQ workers', () => {
     await queue.remove(jobId);
     // The same job, scheduled by a process whose clock already says expireAt: no delay.
     await scheduleMaterialExpiry(queue, new ManualClock(expireAt), { keyId, versionId }, expireAt);
-    await waitFor('the early job to run and be delayed again', async () => (await queue.getJob(jobId))?.attemptsStarted === 1 && (await queue.getJob(jobId))!.isDelayed());
-    expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
-    await waitFor('the material to expire', async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');
-    expect(Date.now()).toBeGreaterThanOrEqual(expireAt.getTime());
+    await waitFor('the early job to run and be delayed again', async () => {
+      const job = await queue.getJob(jobId);
+      return job?.attemptsStarted === 1 && (await job.isDelayed());
+    });
+    // Delayed for what is left by the service clock (an hour), not dropped and not failed.
+    const delayed = (await queue.getJob(jobId))!;
+    expect(delayed.delay).toBeGreaterThan(3_500_000);
+    expect(await keyState(keyId)).toBe('Enabled');
+
+    clock.set(expireAt);
+    await delayed.promote();
+    await waitFor('the material to expire', async () => (await keyState(keyId)) === 'PendingImport');
   });
 });
