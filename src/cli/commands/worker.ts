@@ -5,9 +5,10 @@ import { stopOnSignals } from '../../main.js';
 import { localConfig } from '../local-kms.js';
 
 /**
- * `kms worker`: the BullMQ workers (material expiry, wrapping-key pool and cleanup, the
- * repeatable sweeper) against the same Postgres, Redis and HSM token as `kms serve`. Run as
- * many as you like: every job is idempotent.
+ * `kms worker`: a BullMQ worker for every queue of jobs/registry.ts (material expiry,
+ * rotation, key deletion, wrapping-key pool, reconciler, the repeatable sweeper) against the
+ * same Postgres, Redis and HSM token as `kms serve`. Run as many as you like: every job is
+ * idempotent.
  */
 export function registerWorkerCommand(program: Command): void {
   program
