@@ -6,7 +6,10 @@
  *
  * The rule:
  * - An **orphan** is a UUID-named secret key (version key) or private key (wrapping pair) in
- *   the token whose id no `key_versions` / `wrapping_keys` row holds. It is destroyed only
+ *   the token that no committed row references: no `token` version holding material has its
+ *   id (a version row without committed material means the object is what an import that
+ *   crashed before its commit left — ImportKeyMaterial destroys the same leftover), or no
+ *   `wrapping_keys` row has it. It is destroyed only
  *   when consecutive reconciler runs found it orphaned over at least `RECONCILE_GRACE_MS` of
  *   service time (the first sighting is recorded in `reconcile_findings`; a run that finds it
  *   referenced, or gone, forgets it), and a last look at Postgres right before the destroy
@@ -76,7 +79,7 @@ export async function reconcileHsmObjects(deps: ServiceDeps, options: ReconcileO
   const privateKeys = new Set(objects.wrappingPairs);
 
   const mismatches: Mismatch[] = [
-    ...objects.secretKeys.filter((id) => !after.versionIds.has(id)).map((id) => ({ kind: 'orphan-version-key' as const, objectId: id, keyId: null })),
+    ...objects.secretKeys.filter((id) => !after.versionKeysExpected.has(id)).map((id) => ({ kind: 'orphan-version-key' as const, objectId: id, keyId: null })),
     ...objects.wrappingPairs.filter((id) => !after.wrappingPairs.has(id)).map((id) => ({ kind: 'orphan-wrapping-pair' as const, objectId: id, keyId: null })),
     ...[...before.versionKeysExpected]
       .filter(([id]) => !secretKeys.has(id) && after.versionKeysExpected.has(id))

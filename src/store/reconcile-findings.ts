@@ -72,24 +72,23 @@ export async function countFlaggedFindings(db: Queryable): Promise<Record<'missi
   return { 'missing-version-key': count('missing-version-key'), 'missing-wrapping-pair': count('missing-wrapping-pair') };
 }
 
-/** What Postgres says the token should hold: every version and wrapping pair id, and which of them must have an object. */
+/** What Postgres says the token should hold: the version keys and wrapping pairs committed rows name. */
 export interface ReferencedObjects {
-  /** Every version id (any storage): an object with one of these ids is not an orphan. */
-  versionIds: Set<string>;
-  /** `token` versions that hold material, by id → key id: each must have its object. */
+  /**
+   * `token` versions that hold material, by id → key id: each must have its object, and only
+   * these reference one (a version without committed material has none: an object with its
+   * id is what an import that crashed before its commit left behind).
+   */
   versionKeysExpected: Map<string, string>;
   /** Every wrapping pair, by id → key id (null: pooled). Each must have its private half. */
   wrappingPairs: Map<string, string | null>;
 }
 
 export async function readReferencedObjects(db: Queryable): Promise<ReferencedObjects> {
-  const versions = await db.query<{ id: string; key_id: string; expected: boolean }>(
-    `SELECT id, key_id, (storage = 'token' AND has_material) AS expected FROM key_versions`,
-  );
+  const versions = await db.query<{ id: string; key_id: string }>(`SELECT id, key_id FROM key_versions WHERE storage = 'token' AND has_material`);
   const pairs = await db.query<{ id: string; key_id: string | null }>('SELECT id, key_id FROM wrapping_keys');
   return {
-    versionIds: new Set(versions.rows.map((r) => r.id)),
-    versionKeysExpected: new Map(versions.rows.filter((r) => r.expected).map((r) => [r.id, r.key_id])),
+    versionKeysExpected: new Map(versions.rows.map((r) => [r.id, r.key_id])),
     wrappingPairs: new Map(pairs.rows.map((r) => [r.id, r.key_id])),
   };
 }
@@ -97,7 +96,10 @@ export async function readReferencedObjects(db: Queryable): Promise<ReferencedOb
 /** Whether a row names this object id now (checked again right before an orphan is destroyed). */
 export async function isObjectReferenced(db: Queryable, kind: 'orphan-version-key' | 'orphan-wrapping-pair', objectId: string): Promise<boolean> {
   // Object ids are UUIDs (hsm/pkcs11/object-inventory.ts lists no other), so the cast is safe.
-  const sql = kind === 'orphan-version-key' ? 'SELECT 1 FROM key_versions WHERE id = $1::uuid' : 'SELECT 1 FROM wrapping_keys WHERE id = $1';
+  const sql =
+    kind === 'orphan-version-key'
+      ? `SELECT 1 FROM key_versions WHERE id = $1::uuid AND storage = 'token' AND has_material`
+      : 'SELECT 1 FROM wrapping_keys WHERE id = $1';
   const { rows } = await db.query(sql, [objectId]);
   return rows.length > 0;
 }

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
@@ -7,6 +7,8 @@ import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { RECONCILE_GRACE_MS, reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { countFlaggedFindings, listFindings } from '../../src/store/reconcile-findings.js';
 import { insertVersion } from '../../src/store/versions.js';
+import { decryptBlobWithMaterial } from '../helpers/byok.js';
+import { importMaterial } from '../helpers/jobs.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -124,6 +126,22 @@ describe('orphan objects', () => {
     expect(result.destroyed.map((d) => d.objectId)).not.toContain(versionId);
     expect(await count(m.secretKeyById(versionId))).toBe(1);
     expect((await listFindings(server.kms.deps.db)).some((f) => f.objectId === versionId)).toBe(false);
+  });
+
+  it('an object left by an import that crashed before its commit (the version row has no material) is an orphan too', async () => {
+    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const versionId = await primaryVersion(keyId);
+    await createSecretKey(versionId);
+    await reconcile();
+    clock.advance(RECONCILE_GRACE_MS);
+    expect((await reconcile()).destroyed).toContainEqual({ kind: 'orphan-version-key', objectId: versionId });
+    expect(await count(m.secretKeyById(versionId))).toBe(0);
+    // The version row stays, and the real import still brings the key to life.
+    const material = randomBytes(32);
+    await importMaterial(call, keyId, material);
+    expect(await count(m.secretKeyById(versionId))).toBe(1);
+    const blob = (await call('Encrypt', { KeyId: keyId, Plaintext: 'imported' })).CiphertextBlob as string;
+    expect(decryptBlobWithMaterial(blob, material).plaintext).toBe('imported');
   });
 });
 
