@@ -17,7 +17,7 @@ import { type TestServer, startServer } from '../helpers/server.js';
  *
  * The same body runs on the embedded store (PGlite behind our front, in this process, the
  * service on a pool of one as the quickstart runs it) and on a real Postgres: 240+ mixed SDK
- * calls over both tiers, 48 in flight at a time, while a second process runs CLI operator verbs
+ * calls over both tiers, 48 in flight at a time, while other processes run CLI operator verbs
  * against the same store. Every answer must be about the key asked, and nothing may fail.
  */
 const run = promisify(execFile);
@@ -37,19 +37,19 @@ interface Store {
   stop(): Promise<void>;
 }
 
-async function embeddedStore(): Promise<Store> {
+/** PGlite behind our front, in this process; the service and the verbs on pools of `poolSize`. */
+const embeddedStore = (poolSize: number) => async (): Promise<Store> => {
   const dataDir = await mkdtemp(path.join(tmpdir(), 'kms-embedded-concurrency-'));
   const embedded = await startEmbeddedPostgres({ dataDir, port: 0, password: randomBytes(32).toString('hex') });
   return {
     databaseUrl: embedded.url,
-    // What the quickstart and the CLI verbs attaching to it use.
-    env: { KMS_DB_POOL_SIZE: '1' },
+    env: { KMS_DB_POOL_SIZE: String(poolSize) },
     async stop() {
       await embedded.stop();
       await rm(dataDir, { recursive: true, force: true });
     },
   };
-}
+};
 
 async function realPostgres(): Promise<Store> {
   // startServer clones the run's migrated template database.
@@ -57,7 +57,11 @@ async function realPostgres(): Promise<Store> {
 }
 
 const STORES = [
-  { name: 'embedded store (PGlite behind our wire-protocol front)', open: embeddedStore },
+  // As the quickstart runs it: the service, and each CLI verb, on one connection.
+  { name: 'embedded store, pools of 1', open: embeddedStore(1) },
+  // The front's guarantee holds for any number of connections (pglite-socket, with the default
+  // pool of 10, is what answered with the wrong keys).
+  { name: 'embedded store, pools of 8', open: embeddedStore(8) },
   { name: 'real Postgres', open: realPostgres },
 ];
 
@@ -90,7 +94,7 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
     await store?.stop();
   });
 
-  it('answers every call about the key it was asked for, with no failure, while CLI verbs run in another process', async () => {
+  it('answers every call about the key it was asked for, with no failure, while CLI verbs run in other processes', async () => {
     // Six keys with material over both tiers, and one BYOK key per tier for GetParametersForImport.
     const instances = [server.hsmInstanceId, server.softwareInstanceId];
     const keys: string[] = [];
@@ -160,7 +164,7 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
 
     const started = Date.now();
     // IN_FLIGHT lanes issue calls until at least MIN_CALLS were made AND the CLI verbs are done,
-    // so the verbs' process always runs during the storm, however long either takes.
+    // so the verbs' processes always run during the storm, however long either takes.
     let cliDone = false;
     let made = 0;
     const lane = async () => {
@@ -172,7 +176,7 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
     process.stdout.write(`[embedded-concurrency] ${made} calls, ${IN_FLIGHT} in flight, in ${elapsed} ms (${((made * 1000) / elapsed).toFixed(0)}/s)\n`);
     expect(made).toBeGreaterThanOrEqual(MIN_CALLS);
     expect(failures).toEqual([]);
-    expect(verbs).toHaveLength(4);
+    expect(verbs).toHaveLength(3);
     expect(verbs.filter((v) => !v.ok)).toEqual([]);
 
     // Every ciphertext of the storm decrypts (concurrently, too) to its plaintext, under its key.
@@ -191,9 +195,9 @@ describe.each(STORES)('concurrent mixed requests on the $name', ({ open }) => {
 });
 
 /**
- * Operator verbs a second process runs against the same store while the storm goes on:
- * creating instances and access keys, listing instances. Each verb is a `kms` process of its own
- * (its own pool, its own connection to the store).
+ * Operator verbs other processes run against the same store while the storm goes on:
+ * creating an instance and an access key, listing instances. Each verb is a `kms` process of
+ * its own (its own pool, its own connections to the store).
  */
 async function runCliVerbs(env: NodeJS.ProcessEnv, instanceId: string): Promise<Array<{ verb: string; ok: boolean }>> {
   const kms = (...args: string[]) => run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), ...args], { cwd: repoRoot, env });
@@ -202,20 +206,21 @@ async function runCliVerbs(env: NodeJS.ProcessEnv, instanceId: string): Promise<
     { args: ['instance', 'create', '--type', 'SOFTWARE', '--key-quota', '5', '--qps', '10'], accept: (o) => /^kst-/.test((o as { InstanceId?: string }).InstanceId ?? '') },
     { args: ['access-key', 'create', '--role', 'key-user', '--instances', instanceId], accept: (o) => Boolean((o as { AccessKeyId?: string }).AccessKeyId) },
     { args: ['instance', 'list'], accept: (o) => Array.isArray(o) && o.length >= 2 },
-    { args: ['instance', 'create', '--type', 'HSM', '--key-quota', '2', '--qps', '10'], accept: (o) => /^kst-/.test((o as { InstanceId?: string }).InstanceId ?? '') },
   ];
-  // One after the other: "a second process" working alongside the service, as an operator would.
-  for (const { args, accept } of verbs) {
-    const verb = args.join(' ');
-    try {
-      const { stdout } = await kms(...args);
-      const ok = accept(JSON.parse(stdout));
-      if (!ok) process.stderr.write(`[embedded-concurrency] ${verb} printed ${stdout}\n`);
-      results.push({ verb, ok });
-    } catch (error) {
-      process.stderr.write(`[embedded-concurrency] ${verb} failed: ${(error as { stderr?: string }).stderr ?? String(error)}\n`);
-      results.push({ verb, ok: false });
-    }
-  }
+  // Each verb is a `kms` process of its own, all at once: more clients of the store during the storm.
+  await Promise.all(
+    verbs.map(async ({ args, accept }) => {
+      const verb = args.join(' ');
+      try {
+        const { stdout } = await kms(...args);
+        const ok = accept(JSON.parse(stdout));
+        if (!ok) process.stderr.write(`[embedded-concurrency] ${verb} printed ${stdout}\n`);
+        results.push({ verb, ok });
+      } catch (error) {
+        process.stderr.write(`[embedded-concurrency] ${verb} failed: ${(error as { stderr?: string }).stderr ?? String(error)}\n`);
+        results.push({ verb, ok: false });
+      }
+    }),
+  );
   return results;
 }
