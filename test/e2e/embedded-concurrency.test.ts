@@ -15,8 +15,9 @@ import { type TestServer, startServer } from '../helpers/server.js';
  * with B's metadata, existing keys with KeyNotFound, and 500s, because the extended-protocol
  * messages of different `pg` connections interleaved in PGlite's one backend.
  *
- * The same body runs on the embedded store (PGlite behind our front, in this process, the
- * service on a pool of one as the quickstart runs it) and on a real Postgres: 240+ mixed SDK
+ * The same body runs on the embedded store (PGlite behind our front, in this process; the
+ * service and the verbs on pools of one as the quickstart runs them, and on pools of 8) and on a
+ * real Postgres: 240+ mixed SDK
  * calls over both tiers, 48 in flight at a time, while other processes run CLI operator verbs
  * against the same store. Every answer must be about the key asked, and nothing may fail.
  */
