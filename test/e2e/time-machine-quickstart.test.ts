@@ -11,9 +11,11 @@ import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 /**
  * The time machine from a user's seat (issue 14 §4): `KMS_CLOCK=manual npm run quickstart` in a
  * new data dir, keys made through the real SDK, then `kms clock advance 8d` from the CLI — and
- * the week's due work happens at once through the quickstart's own workers: a 7-day rotation,
- * an import-based material expiry one day out, a 7-day scheduled deletion. The repeatable
- * sweeper runs hourly here, so only the sweep the CLI queues can have done it in time.
+ * the week's due work happens at once through the quickstart's own workers: 7-day rotations
+ * (seed 002 on both tiers, and a key suspended over its due date), an import-based material
+ * expiry one day out, a 7-day scheduled deletion. The repeatable sweeper runs hourly here and
+ * the delayed jobs wait days of wall clock, so only what the CLI does (promote the due jobs,
+ * queue a sweep) can have done it in time.
  */
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -63,23 +65,32 @@ function startManualQuickstart(): Promise<string> {
 }
 
 /** `kms clock …` as a user runs it next to the quickstart: attached through runtime.json. */
-async function clockCli(...args: string[]): Promise<{ Now: string; OffsetSeconds: number; NotifiedProcesses?: number }> {
+interface ClockShown {
+  Now: string;
+  OffsetSeconds: number;
+  NotifiedProcesses?: number;
+  PromotedJobs?: Record<string, number>;
+}
+
+async function clockCli(...args: string[]): Promise<ClockShown> {
   const env = { ...withoutOuterSettings(process.env), KMS_DATA_DIR: dataDir };
   const { stdout } = await run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'clock', ...args], { cwd: repoRoot, env });
-  return JSON.parse(stdout) as { Now: string; OffsetSeconds: number; NotifiedProcesses?: number };
+  return JSON.parse(stdout) as ClockShown;
 }
 
 async function eventually(what: string, check: () => Promise<boolean>): Promise<void> {
   const deadline = Date.now() + DUE_WORK_DEADLINE_MS;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${DUE_WORK_DEADLINE_MS} ms`);
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${DUE_WORK_DEADLINE_MS} ms; the quickstart said:\n${output.slice(-4_000)}`);
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
 }
 
-const keys: { rotating?: string; byok?: string; doomed?: string } = {};
+const keys: { rotating?: string; byok?: string; doomed?: string; hsmRotating?: string; suspended?: string } = {};
 let rotatingRefused: unknown;
-let moved: { Now: string; OffsetSeconds: number; NotifiedProcesses?: number };
+/** Ciphertexts made with each rotating key's first version, before the clock moved. */
+const before: Record<string, { versionId: string; blob: string }> = {};
+let moved: ClockShown;
 
 beforeAll(async () => {
   dataDir = await mkdtemp(path.join(tmpdir(), 'kms-time-machine-'));
@@ -87,7 +98,8 @@ beforeAll(async () => {
   const credentials = JSON.parse(await readFile(path.join(dataDir, 'credentials.json'), 'utf8')) as { AccessKeyId: string; AccessKeySecret: string };
   call = openApiClient(endpoint, { accessKeyId: credentials.AccessKeyId, accessKeySecret: credentials.AccessKeySecret });
   const softwareInstance = /SW instance\s+(kst-\w+)/.exec(output)?.[1];
-  if (!softwareInstance) throw new Error(`no SOFTWARE instance in the banner:\n${output}`);
+  const hsmInstance = /HSM instance\s+(kst-\w+)/.exec(output)?.[1];
+  if (!softwareInstance || !hsmInstance) throw new Error(`no instances in the banner:\n${output}`);
 
   const start = await clockCli('show');
   // A SOFTWARE key that rotates every 7 days.
@@ -96,6 +108,17 @@ beforeAll(async () => {
     keys.rotating = created.KeyMetadata.KeyId as string;
   } catch (error) {
     rotatingRefused = error;
+  }
+  // Seed 002 on the HSM tier too, and a rotating key that is Disabled (suspended) over the due date.
+  keys.hsmRotating = (await call('CreateKey', { DKMSInstanceId: hsmInstance, EnableAutomaticRotation: true, RotationInterval: '7d' })).KeyMetadata
+    .KeyId as string;
+  keys.suspended = (await call('CreateKey', { DKMSInstanceId: softwareInstance, EnableAutomaticRotation: true, RotationInterval: '7d' })).KeyMetadata
+    .KeyId as string;
+  await call('DisableKey', { KeyId: keys.suspended });
+  for (const keyId of [keys.rotating, keys.hsmRotating]) {
+    if (!keyId) continue;
+    const encrypted = await call('Encrypt', { KeyId: keyId, Plaintext: `v1 of ${keyId}` });
+    before[keyId] = { versionId: encrypted.KeyVersionId as string, blob: encrypted.CiphertextBlob as string };
   }
   // BYOK material that expires one day from the service's now.
   keys.byok = (await call('CreateKey', { DKMSInstanceId: softwareInstance, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
@@ -127,6 +150,8 @@ describe('KMS_CLOCK=manual npm run quickstart, moved by kms clock advance 8d', (
     expect(output).toMatch(/Clock\s+manual/);
     expect(moved.OffsetSeconds).toBe(8 * DAY_S);
     expect(moved.NotifiedProcesses).toBeGreaterThanOrEqual(1);
+    // The delayed jobs of the three rotations, the deletion and the expiry were due: promoted.
+    expect(moved.PromotedJobs).toEqual({ Rotation: 3, KeyDeletion: 1, MaterialExpiry: 1 });
   });
 
   it('the BYOK material due one day after the start has expired: the key is PendingImport', async () => {
@@ -137,14 +162,34 @@ describe('KMS_CLOCK=manual npm run quickstart, moved by kms clock advance 8d', (
     await eventually('key deletion', async () => (await sdkError(() => call('DescribeKey', { KeyId: keys.doomed }))).code === 'Forbidden.KeyNotFound');
   }, 90_000);
 
-  it('the SOFTWARE key with a 7-day rotation has rotated once: two versions, the new one primary', async () => {
+  const versionsOf = async (keyId: string | undefined) =>
+    (await call('ListKeyVersions', { KeyId: keyId })).KeyVersions.KeyVersion as Array<{ KeyVersionId: string }>;
+
+  it.each(['SOFTWARE', 'HSM'] as const)('seed 002, %s key with a 7-day rotation: one new version, primary; Encrypt names it; the v1 ciphertext decrypts', async (tier) => {
     expect(rotatingRefused, 'CreateKey with EnableAutomaticRotation=true, RotationInterval=7d on a SOFTWARE key').toBeUndefined();
-    const versions = async () => (await call('ListKeyVersions', { KeyId: keys.rotating })).KeyVersions.KeyVersion as Array<{ KeyVersionId: string }>;
-    await eventually('rotation', async () => (await versions()).length === 2);
-    const described = (await call('DescribeKey', { KeyId: keys.rotating })).KeyMetadata;
-    expect((await versions()).map((v) => v.KeyVersionId)).toContain(described.PrimaryKeyVersion);
-    // One rotation for one due date, not one per sweep: it stays at two.
-    expect(await versions()).toHaveLength(2);
+    const keyId = tier === 'SOFTWARE' ? keys.rotating : keys.hsmRotating;
+    await eventually(`${tier} rotation`, async () => (await versionsOf(keyId)).length === 2);
+    const described = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    const v1 = before[keyId as string];
+    expect(described.PrimaryKeyVersion).not.toBe(v1?.versionId);
+    expect((await versionsOf(keyId)).map((v) => v.KeyVersionId)).toContain(described.PrimaryKeyVersion);
+    // The schedule moved on by the interval, past the service's new now.
+    expect(Date.parse(described.NextRotationDate) - Date.parse(described.LastRotationDate)).toBe(7 * DAY_S * 1000);
     expect(Date.parse(described.NextRotationDate)).toBeGreaterThan(Date.parse(moved.Now));
+    expect((await call('Encrypt', { KeyId: keyId, Plaintext: 'v2' })).KeyVersionId).toBe(described.PrimaryKeyVersion);
+    expect((await call('Decrypt', { CiphertextBlob: v1?.blob })).Plaintext).toBe(`v1 of ${keyId}`);
+    // One rotation for one due date, not one per sweep or job: it stays at two.
+    expect(await versionsOf(keyId)).toHaveLength(2);
+  }, 90_000);
+
+  it('a key Disabled over its due date does not rotate (Suspended); enabled again, it rotates once', async () => {
+    // The sweep that the CLI queued runs its parts in turn (expiry, rotation, deletion): once
+    // the deletion is seen, its rotation part has run and passed this key by.
+    await eventually('the sweep', async () => (await sdkError(() => call('DescribeKey', { KeyId: keys.doomed }))).code === 'Forbidden.KeyNotFound');
+    expect(await versionsOf(keys.suspended)).toHaveLength(1);
+    expect((await call('DescribeKey', { KeyId: keys.suspended })).KeyMetadata.AutomaticRotation).toBe('Suspended');
+    await call('EnableKey', { KeyId: keys.suspended });
+    await eventually('rotation at re-enable', async () => (await versionsOf(keys.suspended)).length === 2);
+    expect((await call('DescribeKey', { KeyId: keys.suspended })).KeyMetadata.AutomaticRotation).toBe('Enabled');
   }, 90_000);
 });

@@ -15,8 +15,8 @@ import { type TestServer, startServer } from '../helpers/server.js';
 /**
  * The time machine (issue 14 §4) on a server started with KMS_CLOCK=manual, moved by the real
  * `kms clock` CLI: the service time moves, real SDK clients keep signing with real time, and the
- * work due at the new time is done at once by the workers (the CLI queues a sweep; the
- * repeatable sweeper is off here, so nothing else could have done it).
+ * work due at the new time is done at once by the workers (the CLI promotes the due delayed jobs
+ * and queues a sweep; the repeatable sweeper is off here, so nothing else could have done it).
  */
 const run = promisify(execFile);
 const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -31,6 +31,7 @@ interface ClockShown {
   Now: string;
   OffsetSeconds: number;
   NotifiedProcesses?: number;
+  PromotedJobs?: { Rotation: number; KeyDeletion: number; MaterialExpiry: number };
   SweepJobId?: string;
 }
 
@@ -92,6 +93,8 @@ describe('kms clock against a KMS_CLOCK=manual server', () => {
     expect(moved.OffsetSeconds).toBe(before.OffsetSeconds + 30 * DAY_S);
     expect(moved.NotifiedProcesses).toBeGreaterThanOrEqual(1);
     expect(moved.SweepJobId).toMatch(/^sweep-now-/);
+    // The import's delayed expiry job (a day of wall clock away) was promoted to run now.
+    expect(moved.PromotedJobs).toEqual({ Rotation: 0, KeyDeletion: 0, MaterialExpiry: 1 });
     expect(Math.abs(Date.parse(moved.Now) - (Date.now() + moved.OffsetSeconds * 1000))).toBeLessThan(5_000);
 
     // Both SDK generations sign with the real time, 30 days behind the service: still accepted.

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { Redis } from 'ioredis';
 import { systemClock } from '../../clock.js';
 import type { KmsConfig } from '../../config.js';
+import { promoteDueJobs } from '../../jobs/due-job-promotion.js';
 import { requestImmediateSweep } from '../../jobs/immediate-sweep.js';
 import { createKmsJobs } from '../../jobs/queues.js';
 import { type ClockMove, type ClockReading, MAX_OFFSET_MS, manualClockProcesses, moveSharedClock, readSharedClock } from '../../shared-offset-clock.js';
@@ -12,8 +13,9 @@ import { print } from '../output.js';
  * `kms clock show | set <ISO> | advance <N[d|h|m|s]>`: the time machine of a rig running with
  * KMS_CLOCK=manual (issue 14 §4). It talks to the rig's Redis only (REDIS_URL and
  * KMS_QUEUE_PREFIX, or the running quickstart's runtime.json): the offset is shared there by
- * every process (shared-offset-clock.ts). After a move it queues one sweep at once, so the work
- * due at the new time is done by the workers without waiting for the repeatable sweep.
+ * every process (shared-offset-clock.ts). After a move it promotes the delayed jobs due at the
+ * new time and queues one sweep, so the workers do that work at once instead of after the
+ * jobs' wall-clock delays or the next repeatable sweep.
  */
 export function registerClockCommands(program: Command): void {
   const clock = program
@@ -36,12 +38,18 @@ export function registerClockCommands(program: Command): void {
 async function moveAndSweep(move: ClockMove): Promise<void> {
   await withRigRedis(async (redis, config) => {
     const moved = await moveSharedClock(redis, config.jobs.queuePrefix, move);
-    // The clock processes have the new offset before this job exists: it was published (and
-    // delivered to their subscriptions) before the job is added.
+    // The processes have the new offset before any job below runs: it was published (and
+    // delivered to their subscriptions) before the first job is touched.
     const jobs = createKmsJobs(config, systemClock);
     try {
+      const promoted = await promoteDueJobs(jobs.queues, moved.now);
       const sweepJobId = await requestImmediateSweep(jobs.queues.sweeper);
-      print({ ...shown(moved), NotifiedProcesses: moved.notified, SweepJobId: sweepJobId });
+      print({
+        ...shown(moved),
+        NotifiedProcesses: moved.notified,
+        PromotedJobs: { Rotation: promoted.rotation, KeyDeletion: promoted.keyDeletion, MaterialExpiry: promoted.materialExpiry },
+        SweepJobId: sweepJobId,
+      });
     } finally {
       await jobs.close();
     }
