@@ -10,7 +10,7 @@ import type { ServiceDeps } from '../services/context.js';
 import { type KeyDeletionOutcome, deleteKeyIfDue } from '../services/key-deletion.js';
 import { listKeysDueForDeletion } from '../store/key-deletion.js';
 import { type SweepResult, runBatchSweep } from './batch-sweep.js';
-import { delayUntil, delayUntilDue } from './due-dates.js';
+import { addDueJob, delayUntilDue } from './due-dates.js';
 import type { QueueDefinition } from './queue-definition.js';
 
 export const KEY_DELETION_QUEUE = 'key-deletion';
@@ -26,11 +26,7 @@ export interface KeyDeletionJob {
 export const keyDeletionJobId = (keyId: string, deleteAt: Date): string => `delete-${keyId}-${deleteAt.getTime()}`;
 
 export async function scheduleKeyDeletion(queue: Queue<KeyDeletionJob>, clock: Clock, keyId: string, deleteAt: Date): Promise<void> {
-  await queue.add(
-    KEY_DELETION_JOB,
-    { keyId, deleteAt: deleteAt.toISOString() },
-    { jobId: keyDeletionJobId(keyId, deleteAt), delay: delayUntil(clock, deleteAt) },
-  );
+  await addDueJob(queue, KEY_DELETION_JOB, { keyId, deleteAt: deleteAt.toISOString() }, keyDeletionJobId(keyId, deleteAt), clock, deleteAt);
 }
 
 /** The processor: a job that wakes before the DeleteDate by the service clock is delayed again. */

@@ -10,7 +10,7 @@ import type { Clock } from '../clock.js';
 import type { ServiceDeps } from '../services/context.js';
 import { type MaterialExpiryOutcome, expireKeyMaterial } from '../services/key-material.js';
 import { listVersionsWithMaterialDue } from '../store/versions.js';
-import { delayUntil, delayUntilDue } from './due-dates.js';
+import { addDueJob, delayUntilDue } from './due-dates.js';
 import type { QueueDefinition } from './queue-definition.js';
 
 export const MATERIAL_EXPIRY_QUEUE = 'material-expiry';
@@ -37,13 +37,9 @@ export async function scheduleMaterialExpiry(
   target: { keyId: string; versionId: string },
   expireAt: Date,
 ): Promise<void> {
-  await queue.add(
-    MATERIAL_EXPIRY_JOB,
-    { ...target, expireAt: expireAt.toISOString() },
-    // A failed job is kept for diagnosis; it blocks only its own (version, expiry) id, and the
-    // sweeper expires that material anyway.
-    { jobId: materialExpiryJobId(target.versionId, expireAt), delay: delayUntil(clock, expireAt) },
-  );
+  // A failed job is kept for diagnosis; it blocks only its own (version, expiry) id, and the
+  // sweeper expires that material anyway.
+  await addDueJob(queue, MATERIAL_EXPIRY_JOB, { ...target, expireAt: expireAt.toISOString() }, materialExpiryJobId(target.versionId, expireAt), clock, expireAt);
 }
 
 /**

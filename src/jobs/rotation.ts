@@ -11,7 +11,7 @@ import type { Clock } from '../clock.js';
 import type { ServiceDeps } from '../services/context.js';
 import { type RotationOutcome, listKeysDueForRotation, rotateKeyIfDue } from '../services/rotation.js';
 import { type SweepResult, runBatchSweep } from './batch-sweep.js';
-import { delayUntil, delayUntilDue } from './due-dates.js';
+import { addDueJob, delayUntilDue } from './due-dates.js';
 import type { QueueDefinition } from './queue-definition.js';
 
 export const ROTATION_QUEUE = 'rotation';
@@ -27,7 +27,7 @@ export interface RotationJob {
 export const rotationJobId = (keyId: string, dueAt: Date): string => `rotate-${keyId}-${dueAt.getTime()}`;
 
 export async function scheduleRotation(queue: Queue<RotationJob>, clock: Clock, keyId: string, dueAt: Date): Promise<void> {
-  await queue.add(ROTATION_JOB, { keyId, dueAt: dueAt.toISOString() }, { jobId: rotationJobId(keyId, dueAt), delay: delayUntil(clock, dueAt) });
+  await addDueJob(queue, ROTATION_JOB, { keyId, dueAt: dueAt.toISOString() }, rotationJobId(keyId, dueAt), clock, dueAt);
 }
 
 /**

@@ -68,6 +68,18 @@ describe('every queue in the registry', () => {
     expect((await q.rotation.getJob(rotationJobId(keyId, due)))?.delay).toBe(3_600_000);
   });
 
+  it('re-scheduling a date the service clock has since reached re-times the job already waiting for it', async () => {
+    // A rotation job scheduled an hour ahead; the clock then jumps (the time machine), and
+    // EnableKey schedules the same (key, date) again: the job must not keep its old wake-up.
+    const due = new Date(clock.now().getTime() + 3_600_000);
+    const jobId = rotationJobId('key-retime-test', due);
+    await server.kms.deps.jobs.scheduleRotation('key-retime-test', due);
+    expect((await server.kms.jobs.queues.rotation.getJob(jobId))?.delay).toBe(3_600_000);
+    clock.set(due);
+    await server.kms.deps.jobs.scheduleRotation('key-retime-test', due);
+    expect((await server.kms.jobs.queues.rotation.getJob(jobId))?.delay).toBe(0);
+  });
+
   it('the services reach the queues through the jobs port, and a sweep queues the reconciler', async () => {
     const due = new Date(clock.now().getTime() + 7_200_000);
     await server.kms.deps.jobs.scheduleRotation('key-port-test', due);
