@@ -166,6 +166,36 @@ describe.each<Tier>(['SOFTWARE', 'HSM'])('seed 002 on a %s key', (tier) => {
   });
 });
 
+describe('rotateKeyIfDue answers stale when its due date no longer holds', () => {
+  it('an unknown key, rotation turned off, a policy that moved the date; listKeysDueForRotation honours limit and exclusions', async () => {
+    expect(await rotateKeyIfDue(server.kms.deps, 'key-doesnotexist0000000000', clock.now())).toBe('stale');
+
+    const off = (await createKey({ DKMSInstanceId: server.softwareInstanceId, EnableAutomaticRotation: true, RotationInterval: '7d' })).KeyId as string;
+    const offDue = await due(off);
+    await call('UpdateRotationPolicy', { KeyId: off, EnableAutomaticRotation: false });
+    clock.set(new Date(offDue.getTime() + DAY));
+    expect(await rotateKeyIfDue(server.kms.deps, off, offDue)).toBe('stale');
+
+    const moved = (await createKey({ DKMSInstanceId: server.softwareInstanceId, EnableAutomaticRotation: true, RotationInterval: '7d' })).KeyId as string;
+    const firstDue = await due(moved);
+    await call('UpdateRotationPolicy', { KeyId: moved, EnableAutomaticRotation: true, RotationInterval: '30d' });
+    const newDue = await due(moved);
+    expect(newDue.getTime() - firstDue.getTime()).toBe(23 * DAY);
+    clock.set(newDue);
+    expect(await rotateKeyIfDue(server.kms.deps, moved, firstDue)).toBe('stale');
+    expect(await versionsOf(off)).toHaveLength(1);
+    expect(await versionsOf(moved)).toHaveLength(1);
+
+    const dueNow = await listKeysDueForRotation(server.kms.deps.db, clock.now(), 1000, []);
+    expect(dueNow.map((k) => k.keyId)).toContain(moved);
+    expect(dueNow.map((k) => k.keyId)).not.toContain(off);
+    expect(dueNow.find((k) => k.keyId === moved)?.nextRotationDate).toEqual(newDue);
+    expect((await listKeysDueForRotation(server.kms.deps.db, clock.now(), 1000, [moved])).map((k) => k.keyId)).not.toContain(moved);
+    expect(await listKeysDueForRotation(server.kms.deps.db, clock.now(), 1, [])).toHaveLength(1);
+    expect(await rotateKeyIfDue(server.kms.deps, moved, newDue)).toBe('rotated');
+  });
+});
+
 describe('suspension (seed 002: Disabled or PendingDeletion pauses rotation)', () => {
   it.each([
     ['DisableKey', 'EnableKey', {}],
