@@ -5,6 +5,7 @@ import { systemCaller } from '../../src/services/context.js';
 import { createInstance, updateInstance } from '../../src/services/instances.js';
 import { listKeysDueForRotation, rotateKeyIfDue } from '../../src/services/rotation.js';
 import { listAudit } from '../../src/store/audit.js';
+import { updateKey } from '../../src/store/keys.js';
 import { type CallApi, KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -277,4 +278,20 @@ describe('at the quota limit', () => {
       if (tier === 'HSM') expect(await server.kms.deps.hsm.hasVersionKey(rotated.PrimaryKeyVersion)).toBe(true);
     },
   );
+});
+
+describe('a key the policy does not let rotate automatically', () => {
+  it('rotation switched on by older rules (a BYOK key, set in the store) is refused with RotationFailure, never rotated', async () => {
+    const keyId = (await createKey({ DKMSInstanceId: server.softwareInstanceId, Origin: 'EXTERNAL' })).KeyId as string;
+    const dueAt = new Date(clock.now().getTime() - 1000);
+    // What a row written before the who-may-rotate table could hold.
+    await updateKey(server.kms.deps.db, keyId, { state: 'Enabled', automaticRotation: 'Enabled', rotationIntervalSeconds: 604_800, nextRotationDate: dueAt });
+    expect(await rotateKeyIfDue(server.kms.deps, keyId, dueAt)).toBe('refused');
+    const described = await describeKey(keyId);
+    expect(described.RotationFailure).toMatch(/^Rejected\.UnsupportedOperation: .*imported material/);
+    expect(described.NextRotationDate).toBe(isoSeconds(dueAt));
+    expect(await versionsOf(keyId)).toHaveLength(1);
+    const audit = await listAudit(server.kms.deps.db, { keyId, action: 'AutomaticRotation' });
+    expect(audit.map((e) => e.detail)).toEqual([expect.objectContaining({ outcome: 'refused', code: 'Rejected.UnsupportedOperation' })]);
+  });
 });
