@@ -45,8 +45,9 @@ export async function deleteKeyIfDue(deps: ServiceDeps, keyId: string, expectedD
     deps.db,
     async (tx) => {
       const key = await getKey(tx, keyId, { forUpdate: true });
+      if (!key) return { outcome: 'stale' as const, versionIds: [] };
       const due = keyDeletionDue(key, expectedDeleteAt, now);
-      if (due !== 'due' || !key) return { outcome: due === 'due' ? ('stale' as const) : due, versionIds: [] };
+      if (due !== 'due') return { outcome: due, versionIds: [] };
       const { items: versions } = await listVersions(tx, key.id);
       const wrappingKeyIds = await listWrappingKeyIdsOfKey(tx, key.id);
 

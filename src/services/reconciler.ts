@@ -9,13 +9,14 @@
  *   the token that no committed row references: no `token` version holding material has its
  *   id (a version row without committed material means the object is what an import that
  *   crashed before its commit left — ImportKeyMaterial destroys the same leftover), or no
- *   `wrapping_keys` row has it. It is destroyed only
- *   when consecutive reconciler runs found it orphaned over at least `RECONCILE_GRACE_MS` of
- *   service time (the first sighting is recorded in `reconcile_findings`; a run that finds it
- *   referenced, or gone, forgets it), and a last look at Postgres right before the destroy
- *   still finds no row. A creation in flight holds its object for the milliseconds between
- *   C_GenerateKey and its commit, so it is never destroyed: its row is committed long before
- *   the second sighting.
+ *   `wrapping_keys` row has it. It is destroyed only when consecutive reconciler runs found it
+ *   orphaned over at least `RECONCILE_GRACE_MS` of service time (the first sighting is
+ *   recorded in `reconcile_findings`; a run that finds it referenced, or gone, forgets it),
+ *   and a last look at Postgres right before the destroy still finds no row. A creation or an
+ *   import in flight holds its object for the milliseconds between C_GenerateKey / C_UnwrapKey
+ *   and its commit, so it is never destroyed: its row is committed long before the second
+ *   sighting. (The grace period is service time: on a rig whose time machine jumps, the two
+ *   sightings still have to be two separate runs.)
  * - A **missing object** is a row that needs one — a `token` version holding material, or any
  *   wrapping pair — whose object the token does not have. Under the same two-sightings rule it
  *   is **flagged**: a warning log line with the ids and a `flagged_at` in `reconcile_findings`
