@@ -24,7 +24,8 @@
  *   key is for an operator to look at (a restored token backup may bring the object back, and
  *   the finding then goes away by itself).
  * - Never touched: the service's own keys (root key, import-token MAC key: `hsm-kms:…` ids)
- *   and anything whose CKA_ID is not a UUID (other applications sharing the token).
+ *   and anything whose CKA_ID is not a UUID (other applications sharing the token). Every
+ *   UUID-named key is taken as this deployment's: a token serves one database (README).
  *
  * Order within a run: Postgres is read before and after the token listing. An object is an
  * orphan only if the *later* read has no row for it (a row committed during the listing
