@@ -1,13 +1,15 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatTimestamp } from '../../src/api/signature.js';
 import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
 import { type JobWorkers, startJobWorkers } from '../../src/jobs/workers.js';
+import { manualClockProcesses } from '../../src/shared-offset-clock.js';
 import { encodeQuery, send, v1Params } from '../helpers/raw-rpc.js';
 import { type CallApi, KMS, legacyClient, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -42,10 +44,10 @@ async function kmsCli(env: NodeJS.ProcessEnv, ...args: string[]): Promise<{ stdo
 const clockCli = async (...args: string[]) => JSON.parse((await kmsCli(cliEnv, 'clock', ...args)).stdout) as ClockShown;
 
 /** Polls `check` until it returns true, failing after `deadlineMs` with what it last saw. */
-async function eventually(what: string, check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
+async function eventually(what: string | (() => string), check: () => Promise<boolean>, deadlineMs = 30_000): Promise<void> {
   const deadline = Date.now() + deadlineMs;
   while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${deadlineMs} ms`);
+    if (Date.now() > deadline) throw new Error(`${typeof what === 'string' ? what : what()}: not within ${deadlineMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -70,7 +72,15 @@ beforeAll(async () => {
   };
 }, 60_000);
 
+let workerProcess: ChildProcess | undefined;
+
 afterAll(async () => {
+  if (workerProcess && workerProcess.exitCode === null) {
+    const exited = new Promise((resolve) => workerProcess?.once('exit', resolve));
+    workerProcess.kill('SIGTERM');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 15_000))]);
+    if (workerProcess.exitCode === null) workerProcess.kill('SIGKILL');
+  }
   await workers?.close();
   await server?.stop();
 });
@@ -141,4 +151,44 @@ describe('kms clock against a KMS_CLOCK=manual server', () => {
     const answer = await send(server.endpoint, { path: `/?${encodeQuery(params)}` });
     expect(answer.body.Code).toBe('IllegalTimestamp');
   });
+});
+
+describe('across processes: a separate `kms worker` on the same Redis and prefix', () => {
+  it('receives the move and does the due work itself (the in-process workers are stopped)', async () => {
+    await workers.close();
+    let output = '';
+    workerProcess = spawn(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), 'worker'], {
+      cwd: repoRoot,
+      env: {
+        ...cliEnv,
+        DATABASE_URL: server.databaseUrl,
+        KMS_DATA_DIR: server.token.dataDir,
+        KMS_HSM_TOKEN_LABEL: server.token.label,
+        KMS_HSM_PIN: server.token.userPin,
+        KMS_HSM_SO_PIN: server.token.soPin,
+        SOFTHSM2_CONF: server.token.confPath,
+        KMS_CLOCK: 'manual',
+        KMS_SWEEP_INTERVAL_SECONDS: '3600',
+        KMS_WRAPPING_KEY_POOL_SIZE: '0',
+        KMS_LOG_LEVEL: 'warn',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    workerProcess.stdout?.on('data', (d: Buffer) => (output += d.toString()));
+    workerProcess.stderr?.on('data', (d: Buffer) => (output += d.toString()));
+    // Two manual clocks on this prefix once the worker is up: the server's and the worker's.
+    const redis = new Redis(server.config.redisUrl ?? 'redis://127.0.0.1:6379');
+    try {
+      await eventually(() => `the worker's manual clock (worker said: ${output})`, async () => (await manualClockProcesses(redis, server.config.jobs.queuePrefix)) === 2, 60_000);
+    } finally {
+      redis.disconnect();
+    }
+
+    const now = await clockCli('show');
+    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    await importMaterial(keyId, randomBytes(32), Math.floor(Date.parse(now.Now) / 1000) + DAY_S);
+    const moved = await clockCli('advance', '2d');
+    expect(moved.NotifiedProcesses).toBe(2);
+    await eventually(() => `material expired by the worker process (it said: ${output})`, async () => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState === 'PendingImport');
+  }, 120_000);
 });
