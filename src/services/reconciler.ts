@@ -23,6 +23,11 @@
  *   (counted by `countFlaggedFindings`, for the metrics). The row is never deleted: a flagged
  *   key is for an operator to look at (a restored token backup may bring the object back, and
  *   the finding then goes away by itself).
+ * - **Pooled wrapping pairs of the other KMS_IMPORT_STRICT setting** are retired first, row and
+ *   object (services/wrapping-keys.ts `retireOtherModePooledPairs`): no take of this mode would
+ *   ever use them, and strict mode wants no pair that may decrypt with raw RSA. (During a
+ *   rolling change of the setting, processes of the two modes retire each other's pools; the
+ *   pool refills.)
  * - Never touched: the service's own keys (root key, import-token MAC key: `hsm-kms:…` ids)
  *   and anything whose CKA_ID is not a UUID (other applications sharing the token). Every
  *   UUID-named key is taken as this deployment's: a token serves one database (README).
@@ -47,11 +52,14 @@ import {
   recordFinding,
 } from '../store/reconcile-findings.js';
 import type { ServiceDeps } from './context.js';
+import { retireOtherModePooledPairs } from './wrapping-keys.js';
 
 /** How long, in service time, a mismatch must persist over consecutive runs before it is acted on. */
 export const RECONCILE_GRACE_MS = 10 * 60_000;
 
 export interface ReconcileResult {
+  /** Pooled wrapping pairs of the other KMS_IMPORT_STRICT setting, retired (row and object) in this run. */
+  retiredPairs: string[];
   /** Orphan objects destroyed in this run, by id. */
   destroyed: Array<{ kind: FindingKind; objectId: string }>;
   /** Rows flagged in this run (their object is missing). */
@@ -74,6 +82,7 @@ export interface ReconcileOptions {
 
 export async function reconcileHsmObjects(deps: ServiceDeps, options: ReconcileOptions = {}): Promise<ReconcileResult> {
   const graceMs = options.graceMs ?? RECONCILE_GRACE_MS;
+  const retiredPairs = await retireOtherModePooledPairs(deps);
   const before = await readReferencedObjects(deps.db);
   const objects = await deps.hsm.listObjectIds();
   const after = await readReferencedObjects(deps.db);
@@ -98,7 +107,7 @@ export async function reconcileHsmObjects(deps: ServiceDeps, options: ReconcileO
       // One run at a time: two workers' runs would each count the other's sighting.
       await lockReconciler(tx);
       const previous = new Map((await listFindings(tx)).map((f) => [findingKey(f), f]));
-      const result: ReconcileResult = { destroyed: [], flagged: [], suspected: 0, flaggedTotal: 0 };
+      const result: ReconcileResult = { retiredPairs, destroyed: [], flagged: [], suspected: 0, flaggedTotal: 0 };
       for (const mismatch of mismatches) {
         const seen = previous.get(findingKey(mismatch));
         previous.delete(findingKey(mismatch));

@@ -105,6 +105,38 @@ export async function destroyExpiredWrappingKeys(deps: ServiceDeps, limit = 100)
   return removed;
 }
 
+/**
+ * Retires the pooled pairs generated under the other KMS_IMPORT_STRICT setting (the
+ * reconciler's part): no take will ever hand them out (takes match the current mode), and a
+ * pair that may C_Decrypt with raw RSA has no place in a token run in strict mode. Each goes in
+ * one transaction: its row is claimed (deleted) first, then its private half destroyed, then
+ * the commit — a crash before the commit leaves the row for the next run (destroying an object
+ * already gone does nothing); a failed commit leaves an orphan for the reconciler. Issued
+ * pairs are left to their import token's expiry. Returns the ids retired.
+ */
+export async function retireOtherModePooledPairs(deps: ServiceDeps, limit = 100): Promise<string[]> {
+  const otherMode = !rawDecryptMode(deps);
+  const { rows } = await deps.db.query<{ id: string }>('SELECT id FROM wrapping_keys WHERE key_id IS NULL AND raw_decrypt = $1 ORDER BY id LIMIT $2', [
+    otherMode,
+    limit,
+  ]);
+  const retired: string[] = [];
+  for (const { id } of rows) {
+    const claimed = await withTransaction(
+      deps.db,
+      async (tx) => {
+        const { rowCount } = await tx.query('DELETE FROM wrapping_keys WHERE id = $1 AND key_id IS NULL', [id]);
+        if (rowCount !== 1) return false;
+        await deps.hsm.destroyWrappingKeyPair(id);
+        return true;
+      },
+      { rerunOnConflict: false },
+    );
+    if (claimed) retired.push(id);
+  }
+  return retired;
+}
+
 async function generatePair(deps: ServiceDeps): Promise<{ id: string; publicKeyDer: Buffer }> {
   const id = randomUUID();
   const { publicKeyDer } = await deps.hsm.generateWrappingKeyPair(id);

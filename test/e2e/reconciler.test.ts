@@ -7,6 +7,7 @@ import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { RECONCILE_GRACE_MS, reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { countFlaggedFindings, listFindings } from '../../src/store/reconcile-findings.js';
 import { insertVersion } from '../../src/store/versions.js';
+import { insertWrappingKey } from '../../src/store/wrapping-keys.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
 import { importMaterial } from '../helpers/jobs.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
@@ -142,6 +143,27 @@ describe('orphan objects', () => {
     expect(await count(m.secretKeyById(versionId))).toBe(1);
     const blob = (await call('Encrypt', { KeyId: keyId, Plaintext: 'imported' })).CiphertextBlob as string;
     expect(decryptBlobWithMaterial(blob, material).plaintext).toBe('imported');
+  });
+});
+
+describe('pooled wrapping pairs of the other strict-mode setting', () => {
+  it('are retired (row and object) by the reconciler; the pool of the current mode stays', async () => {
+    // This server runs with KMS_IMPORT_STRICT=false: its pool holds raw-decrypt pairs.
+    expect(server.config.hsm.importStrict).toBe(false);
+    const pooled = async (rawDecrypt: boolean) => {
+      const id = randomUUID();
+      const { publicKeyDer } = await server.kms.deps.hsm.generateWrappingKeyPair(id);
+      await insertWrappingKey(server.kms.deps.db, { id, publicKeyDer, rawDecrypt, createdAt: clock.now() });
+      return id;
+    };
+    const otherMode = await pooled(false);
+    const currentMode = await pooled(true);
+    const result = await reconcile();
+    expect(result.retiredPairs).toContain(otherMode);
+    expect(result.retiredPairs).not.toContain(currentMode);
+    expect(await count(m.privateKeyById(otherMode))).toBe(0);
+    expect(await count(m.privateKeyById(currentMode))).toBe(1);
+    expect((await server.kms.deps.db.query('SELECT id FROM wrapping_keys WHERE id = ANY($1)', [[otherMode, currentMode]])).rows).toEqual([{ id: currentMode }]);
   });
 });
 
