@@ -182,8 +182,8 @@ export async function moveSharedClock(redis: Redis, prefix: string, move: ClockM
   } else {
     const target = move.setTo.getTime();
     if (!Number.isFinite(target)) throw new ClockMoveRefused('Not a valid date.');
-    args = ['set', String(Math.max(0, target - wallNow))];
     if (target < wallNow) throw new ClockMoveRefused(`The clock only moves forward: ${move.setTo.toISOString()} is before the wall clock.`);
+    args = ['set', String(target - wallNow)];
   }
   const [status, text, notified] = (await redis.eval(MOVE_CLOCK_SCRIPT, 1, keys.offset, args[0], args[1], keys.channel, String(MAX_OFFSET_MS))) as [
     string,
