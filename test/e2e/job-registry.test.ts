@@ -22,7 +22,8 @@ const clock = new ManualClock(new Date());
 
 beforeAll(async () => {
   server = await startServer({ clock, env: { KMS_WRAPPING_KEY_POOL_SIZE: '0' } });
-  workers = await startJobWorkers(server.kms, { sweepEveryMs: 3_600_000 });
+  // No repeatable sweeper: its first run would queue (and run) a reconcile racing the test's.
+  workers = await startJobWorkers(server.kms, { sweeper: false });
   await Promise.all(workers.workers.map((w) => w.pause(true)));
 });
 
