@@ -142,6 +142,12 @@ describe('kms clock against a KMS_CLOCK=manual server', () => {
     const refused = await kmsCli(elsewhere, 'clock', 'advance', '1d').catch((e: { code: number; stderr: string }) => e);
     expect(refused).toMatchObject({ code: 1 });
     expect((refused as { stderr: string }).stderr).toContain('KMS_CLOCK=manual');
+    // A Redis that does not answer: a clear refusal that never shows REDIS_URL's password.
+    const unreachable = { ...cliEnv, REDIS_URL: 'redis://:s3cret-pass@127.0.0.1:1' };
+    const down = await kmsCli(unreachable, 'clock', 'show').catch((e: { code: number; stdout: string; stderr: string }) => e);
+    expect(down).toMatchObject({ code: 1 });
+    expect((down as { stderr: string }).stderr).toContain("cannot reach the rig's Redis");
+    expect(JSON.stringify(down)).not.toContain('s3cret-pass');
   });
 
   it('the timestamp window stays on the wall clock: a request signed with the service time (days ahead) is refused', async () => {
