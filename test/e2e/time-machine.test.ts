@@ -11,7 +11,7 @@ import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
 import { type JobWorkers, startJobWorkers } from '../../src/jobs/workers.js';
 import { manualClockProcesses } from '../../src/shared-offset-clock.js';
 import { encodeQuery, send, v1Params } from '../helpers/raw-rpc.js';
-import { type CallApi, KMS, legacyClient, openApiClient } from '../helpers/sdk.js';
+import { type CallApi, KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
 /**
@@ -92,12 +92,20 @@ describe('kms clock against a KMS_CLOCK=manual server', () => {
     expect(Math.abs(Date.parse(shown.Now) - Date.now())).toBeLessThan(5_000);
   });
 
-  it('advance: material due at the new time expires at once through the workers; signatures keep the wall clock', async () => {
+  it('advance: material and import tokens due at the new time expire at once through the workers; signatures keep the wall clock', async () => {
     const before = await clockCli('show');
     const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
     const expireUnix = Math.floor(Date.parse(before.Now) / 1000) + DAY_S;
     await importMaterial(keyId, randomBytes(32), expireUnix);
     expect((await call('DescribeKey', { KeyId: keyId })).KeyMetadata.KeyState).toBe('Enabled');
+
+    // An import token (24 h) issued now: expired at the new time, its wrapping pair cleaned up.
+    const pendingKey = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const token = await call('GetParametersForImport', { KeyId: pendingKey, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+
+    const expiredPairs = async (at: Date) =>
+      (await server.kms.deps.db.query<{ n: string }>('SELECT count(*) AS n FROM wrapping_keys WHERE expires_at <= $1', [at])).rows[0]?.n;
+    expect(Number(await expiredPairs(new Date(Date.parse(before.Now) + 30 * DAY_S * 1000)))).toBeGreaterThanOrEqual(1);
 
     const moved = await clockCli('advance', '30d');
     expect(moved.OffsetSeconds).toBe(before.OffsetSeconds + 30 * DAY_S);
@@ -115,6 +123,16 @@ describe('kms clock against a KMS_CLOCK=manual server', () => {
     expect(Math.abs(Date.parse(created.keyMetadata.creationDate as string) - Date.parse(moved.Now))).toBeLessThan(60_000);
     const encrypted = await legacy.encrypt(new KMS.EncryptRequest({ keyId: created.keyMetadata.keyId, plaintext: 'signed with real time' }));
     expect((await legacy.decrypt(new KMS.DecryptRequest({ ciphertextBlob: encrypted.ciphertextBlob }))).plaintext).toBe('signed with real time');
+
+    const lateImport = await sdkError(() =>
+      call('ImportKeyMaterial', {
+        KeyId: pendingKey,
+        EncryptedKeyMaterial: wrapKeyMaterial(Buffer.from(token.PublicKey, 'base64'), 'RSAES_OAEP_SHA_256', randomBytes(32)).toString('base64'),
+        ImportToken: token.ImportToken,
+      }),
+    );
+    expect(lateImport.code).toBe('ExpiredImportToken');
+    await eventually('expired wrapping pairs cleaned up', async () => (await expiredPairs(new Date(moved.Now))) === '0');
 
     const health = (await (await fetch(`http://${server.endpoint}/health`)).json()) as { clock: { mode: string; offsetSeconds: number } };
     expect(health.clock.mode).toBe('manual');
