@@ -3,7 +3,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_EMBEDDED_PG_PORT, startEmbeddedPostgres, type EmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 
 /** Holds `port` on 127.0.0.1 if it is free; resolves to undefined when something else has it. */
@@ -22,6 +22,12 @@ describe('embedded Postgres (PGlite behind our wire-protocol front)', () => {
 
   beforeAll(async () => {
     dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kms-embedded-pg-'));
+  });
+
+  afterEach(async () => {
+    // A test that failed half-way leaves its server running: stop it before the next one starts.
+    await running?.stop();
+    running = undefined;
   });
 
   afterAll(async () => {

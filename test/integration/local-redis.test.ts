@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_PRIVATE_REDIS_PORT, redisCommand, startPrivateRedis, type PrivateRedis } from '../../src/cli/local-redis.js';
 import { redisServersIn } from '../helpers/processes.js';
 
@@ -14,6 +14,12 @@ describe('private redis-server for the quickstart', () => {
 
   beforeAll(async () => {
     dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'kms-private-redis-'));
+  });
+
+  afterEach(async () => {
+    // A test that failed half-way leaves its server running: stop it before the next one starts.
+    await running?.stop();
+    running = undefined;
   });
 
   afterAll(async () => {
