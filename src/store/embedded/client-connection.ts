@@ -67,9 +67,11 @@ export class ClientConnection {
   }
 
   /**
-   * Closes the connection; resolves once the gate no longer holds anything of it. If it held the gate, whatever it left in the backend (an open or
-   * failed transaction, a half-sent round) is rolled back before the gate moves on, as a real
-   * server aborts a disconnected backend's transaction.
+   * Closes the connection; resolves once the gate no longer holds anything of it. If it held
+   * the gate, whatever it left in the backend (an open or failed transaction, a half-sent
+   * round) is rolled back before the gate moves on, as a real server aborts a disconnected
+   * backend's transaction. (Only a PGlite that throws on ROLLBACK itself could leave more, and
+   * such a database serves nobody any more.)
    */
   close(): Promise<void> {
     if (this.finishing) return this.finishing;
