@@ -69,6 +69,9 @@ export type KeyAction =
   | 'Decrypt'
   | 'GenerateDataKey'
   | 'GenerateDataKeyWithoutPlaintext'
+  | 'ExportDataKey'
+  | 'GenerateAndExportDataKey'
+  | 'ReEncrypt'
   | 'CreateKeyVersion'
   | 'UpdateRotationPolicy'
   | 'UpdateKeyDescription'
@@ -117,6 +120,11 @@ const MATRIX: Readonly<Record<KeyAction, Row>> = {
   Decrypt: CRYPTO,
   GenerateDataKey: CRYPTO,
   GenerateDataKeyWithoutPlaintext: CRYPTO,
+  // Our choice (rows §5.1 did not capture): the data-key actions like GenerateDataKey; ReEncrypt
+  // is checked on both keys, the source as Decrypt would be and the destination as Encrypt.
+  ExportDataKey: CRYPTO,
+  GenerateAndExportDataKey: CRYPTO,
+  ReEncrypt: CRYPTO,
   CreateKeyVersion: CRYPTO, // our choice
   UpdateRotationPolicy: CRYPTO,
   UpdateKeyDescription: METADATA,
