@@ -11,6 +11,7 @@ import {
   rotationClass,
   rotationRule,
   defaultKeyUsage,
+  allowedKeyUsages,
   KEY_ACTIONS,
   KEY_SPECS,
   KEY_STATES,
@@ -61,6 +62,11 @@ const EXPECTED: Record<KeyAction, [string, string, string, string]> = {
   ListResourceTags: [OK, OK, OK, OK],
   ListAliasesByKeyId: [OK, OK, OK, OK],
   GetKeyPolicy: [OK, OK, OK, OK],
+  AsymmetricEncrypt: [OK, D, PD, PI],
+  AsymmetricDecrypt: [OK, D, PD, PI],
+  AsymmetricSign: [OK, D, PD, PI],
+  AsymmetricVerify: [OK, D, PD, PI],
+  GetPublicKey: [OK, D, PD, PI],
 };
 
 function outcome(action: KeyAction, state: KeyState): string {
@@ -140,9 +146,9 @@ describe('stateAfter', () => {
 });
 
 describe('specs, usage and material', () => {
-  it('offers AES-256 only to SOFTWARE keys, all AES sizes to HSM keys', () => {
-    expect(allowedKeySpecs('SOFTWARE')).toEqual(['Aliyun_AES_256']);
-    expect(allowedKeySpecs('HSM')).toEqual(['Aliyun_AES_256', 'Aliyun_AES_192', 'Aliyun_AES_128']);
+  it('offers AES-256 and the asymmetric specs (not EC_SM2) to SOFTWARE keys, every spec to HSM keys', () => {
+    expect(allowedKeySpecs('SOFTWARE')).toEqual(['Aliyun_AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K']);
+    expect(allowedKeySpecs('HSM')).toEqual(['Aliyun_AES_256', 'Aliyun_AES_192', 'Aliyun_AES_128', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K', 'EC_SM2']);
   });
 
   const lengths = [
@@ -155,8 +161,21 @@ describe('specs, usage and material', () => {
     expect(defaultKeyUsage(spec)).toBe('ENCRYPT/DECRYPT');
   });
 
-  it('covers every spec', () => {
-    expect(KEY_SPECS.map(materialLength)).toEqual([32, 24, 16]);
+  it('covers every symmetric spec; asymmetric specs have no symmetric material', () => {
+    expect(KEY_SPECS.filter((s) => s.startsWith('Aliyun_')).map(materialLength)).toEqual([32, 24, 16]);
+    expect(() => materialLength('RSA_2048')).toThrow(KmsError);
+  });
+
+  // §5.2: SIGN/VERIFY if the spec can sign, otherwise ENCRYPT/DECRYPT.
+  it.each([
+    ['RSA_2048', 'SIGN/VERIFY', ['ENCRYPT/DECRYPT', 'SIGN/VERIFY']],
+    ['RSA_3072', 'SIGN/VERIFY', ['ENCRYPT/DECRYPT', 'SIGN/VERIFY']],
+    ['EC_P256', 'SIGN/VERIFY', ['SIGN/VERIFY']],
+    ['EC_P256K', 'SIGN/VERIFY', ['SIGN/VERIFY']],
+    ['EC_SM2', 'SIGN/VERIFY', ['SIGN/VERIFY']],
+  ] as const)('%s: default usage %s, allowed %j', (spec, usage, allowed) => {
+    expect(defaultKeyUsage(spec)).toBe(usage);
+    expect(allowedKeyUsages(spec)).toEqual(allowed);
   });
 });
 
