@@ -40,6 +40,10 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   'Rejected.StateModifiedFailed': 409,
   // Our code (docs silent): see domain/errors.ts pendingRotationExists.
   'Rejected.PendingRotation': 409,
+  // DryRun (§3.4, §5.10 "400 (DryRun)"); AccessDeniedError is 403 like Forbidden.NoPermission (our choice).
+  DryRunOperationError: 400,
+  ValidationError: 400,
+  AccessDeniedError: 403,
   ServiceUnavailableTemporary: 503,
   InternalFailure: 500,
 };

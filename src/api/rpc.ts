@@ -7,6 +7,7 @@ import { assertAccessKeyEnabled } from '../services/access.js';
 import type { Caller } from '../services/context.js';
 import type { Action, ActionTable } from './actions/action.js';
 import { translatePgError } from '../store/db.js';
+import { requestsDryRun, withDryRunOutcome } from './dry-run.js';
 import { HOST_ID, toErrorResponse } from './errors.js';
 import { parseParams } from './params.js';
 import { collectParams, shownName } from './request/collect-params.js';
@@ -53,10 +54,16 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable) {
       }
       const handler: Action | undefined = Object.hasOwn(actions, action) ? actions[action] : undefined;
       if (!handler) throw new KmsError('InvalidAction.NotFound', `Specified api ${shownName(action)} is not found, please check your url and method.`);
-      authorize(caller, handler);
-      assertKnownParams(action, knownParams.get(action)!, signed.params);
-      const params = parseParams(handler.params, businessParams(signed.params));
-      const result = await handler.handle(params, { kms, caller, requestId });
+      const known = knownParams.get(action)!;
+      const actionName = action;
+      const actor = caller;
+      // §3.4: with DryRun=true every outcome of the action's part is a DryRun-family error.
+      const result = await withDryRunOutcome(requestsDryRun(known, signed.params), async () => {
+        authorize(actor, handler);
+        assertKnownParams(actionName, known, signed.params);
+        const params = parseParams(handler.params, businessParams(signed.params));
+        return handler.handle(params, { kms, caller: actor, requestId });
+      });
       res.status(200).set('x-acs-request-id', requestId).type('application/json;charset=utf-8').send(
         JSON.stringify({ RequestId: requestId, ...result }),
       );

@@ -1,4 +1,5 @@
 import { decodeCiphertextBlob, encodeCiphertextBlob, encryptionContextAad, parseEncryptionContext } from '../domain/ciphertext.js';
+import { dryRunSucceeded } from '../domain/dry-run.js';
 import { KmsError, internalFailure, invalidParameter, keyNotFound } from '../domain/errors.js';
 import { assertAllowed } from '../domain/key.js';
 import type { AesGcmSealed } from '../hsm/hsm.js';
@@ -19,11 +20,11 @@ export interface EncryptResult {
 /**
  * Encrypt with the key's primary version (seed 002: encryption always uses the primary
  * version). Plaintext is an opaque string, returned verbatim by Decrypt (§5.9).
- * @throws Forbidden.KeyNotFound, Rejected.<State>, InvalidParameter
+ * @throws Forbidden.KeyNotFound, Rejected.<State>, InvalidParameter, DryRunOperationError (§3.4)
  */
 export async function encrypt(
   deps: ServiceDeps,
-  input: { keyId: string; plaintext: string; encryptionContext?: string | undefined },
+  input: { keyId: string; plaintext: string; encryptionContext?: string | undefined; dryRun?: boolean | undefined },
   caller: Caller,
 ): Promise<EncryptResult> {
   const plaintext = Buffer.from(input.plaintext, 'utf8');
@@ -36,6 +37,7 @@ export async function encrypt(
   if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
   const version = await getVersion(deps.db, key.primaryVersionId);
   if (!version) throw internalFailure('The primary version of the key is missing.');
+  if (input.dryRun) throw dryRunSucceeded();
   const sealed = await sealWith(deps, version, plaintext, aad);
   return {
     keyId: key.id,
@@ -52,11 +54,12 @@ export interface DecryptResult {
 
 /**
  * Decrypt with the version named inside the blob (seed 002), whatever the primary version is now.
- * @throws InvalidCiphertext (also for a wrong EncryptionContext), Forbidden.KeyNotFound, Rejected.<State>
+ * @throws InvalidCiphertext (also for a wrong EncryptionContext), Forbidden.KeyNotFound, Rejected.<State>,
+ *   DryRunOperationError (§3.4: after the blob opened, so a dry run also checks the context)
  */
 export async function decrypt(
   deps: ServiceDeps,
-  input: { ciphertextBlob: string; encryptionContext?: string | undefined },
+  input: { ciphertextBlob: string; encryptionContext?: string | undefined; dryRun?: boolean | undefined },
   caller: Caller,
 ): Promise<DecryptResult> {
   const blob = decodeCiphertextBlob(input.ciphertextBlob);
@@ -69,6 +72,10 @@ export async function decrypt(
   assertAllowed('Decrypt', key.state);
   if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
   const plaintext = await openWith(deps, version, blob, aad);
+  if (input.dryRun) {
+    plaintext.fill(0);
+    throw dryRunSucceeded();
+  }
   return { keyId: key.id, keyVersionId: version.id, plaintext: plaintext.toString('utf8') };
 }
 

@@ -10,11 +10,12 @@ export const cryptoActions = {
       KeyId: p.string(2048),
       Plaintext: z.string().min(1, 'It must not be empty.'),
       EncryptionContext: p.optionalString(8192),
+      DryRun: p.boolean().optional(),
     }),
     async handle(params, { kms, caller }) {
       const result = await encrypt(
         kms.deps,
-        { keyId: params.KeyId, plaintext: params.Plaintext, encryptionContext: params.EncryptionContext },
+        { keyId: params.KeyId, plaintext: params.Plaintext, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
         caller,
       );
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, CiphertextBlob: result.ciphertextBlob };
@@ -26,11 +27,12 @@ export const cryptoActions = {
     params: z.object({
       CiphertextBlob: p.string(65_536),
       EncryptionContext: p.optionalString(8192),
+      DryRun: p.boolean().optional(),
     }),
     async handle(params, { kms, caller }) {
       const result = await decrypt(
         kms.deps,
-        { ciphertextBlob: params.CiphertextBlob, encryptionContext: params.EncryptionContext },
+        { ciphertextBlob: params.CiphertextBlob, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
         caller,
       );
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Plaintext: result.plaintext };

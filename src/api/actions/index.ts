@@ -1,9 +1,12 @@
 import type { ActionTable } from './action.js';
 import { cryptoActions } from './crypto.js';
+import { dataKeyActions } from './data-keys.js';
 import { importActions } from './import.js';
 import { instanceActions } from './instances.js';
 import { aliasActions } from './aliases.js';
 import { keyActions } from './keys.js';
+import { randomActions } from './random.js';
+import { reEncryptActions } from './re-encrypt.js';
 import { tagActions } from './tags.js';
 import { versionActions } from './versions.js';
 
@@ -11,6 +14,9 @@ import { versionActions } from './versions.js';
 export const allActions: ActionTable = {
   ...keyActions,
   ...cryptoActions,
+  ...dataKeyActions,
+  ...reEncryptActions,
+  ...randomActions,
   ...instanceActions,
   ...versionActions,
   ...aliasActions,

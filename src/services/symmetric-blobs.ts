@@ -1,0 +1,80 @@
+/**
+ * The two halves every symmetric use case shares (data keys, ReEncrypt): seal bytes under a
+ * key's primary version into an Alibaba-compatible blob, and open a blob with the version
+ * named inside it. Encrypt/Decrypt (services/crypto.ts) follow the same steps; the tier
+ * dispatch (`sealWith` / `openWith`) is theirs.
+ */
+import { decodeCiphertextBlob, encodeCiphertextBlob } from '../domain/ciphertext.js';
+import { KmsError, internalFailure, keyNotFound, unsupportedOperation } from '../domain/errors.js';
+import { type Key, type KeyAction, assertAllowed, isSymmetricSpec } from '../domain/key.js';
+import { getKey } from '../store/keys.js';
+import { type KeyVersion, getVersion } from '../store/versions.js';
+import type { Caller, ServiceDeps } from './context.js';
+import { openWith, sealWith } from './crypto.js';
+import { authorizeKey, loadKey } from './key-lookup.js';
+
+/** A key ready to encrypt: the key and its primary version (seed 002). */
+export interface SealingKey {
+  key: Key;
+  version: KeyVersion;
+}
+
+/**
+ * Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions can use (§5.2); an
+ * asymmetric or MAC key is refused before any HSM call.
+ * @throws Rejected.UnsupportedOperation
+ */
+function assertSymmetricEncryptionKey(key: Key, action: KeyAction): void {
+  if (!isSymmetricSpec(key.keySpec) || key.keyUsage !== 'ENCRYPT/DECRYPT') {
+    throw unsupportedOperation(`${action} needs a symmetric key with KeyUsage ENCRYPT/DECRYPT; this key is ${key.keySpec} ${key.keyUsage}.`);
+  }
+}
+
+/**
+ * Loads the key a `KeyId` names, for `action`, with its primary version (seed 002: encryption
+ * always uses the primary version).
+ * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404, also for a key the caller may
+ *   not see), Rejected.<State> (409), Rejected.UnsupportedOperation
+ */
+export async function sealingKey(deps: ServiceDeps, reference: string, action: KeyAction, caller: Caller): Promise<SealingKey> {
+  const key = await loadKey(deps, deps.db, reference, caller);
+  assertAllowed(action, key.state);
+  assertSymmetricEncryptionKey(key, action);
+  if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
+  const version = await getVersion(deps.db, key.primaryVersionId);
+  if (!version) throw internalFailure('The primary version of the key is missing.');
+  return { key, version };
+}
+
+/** Seals `plaintext` under the sealing key; returns the blob (base64). */
+export async function sealToBlob(deps: ServiceDeps, target: SealingKey, plaintext: Buffer, aad: Buffer | undefined): Promise<string> {
+  const sealed = await sealWith(deps, target.version, plaintext, aad);
+  return encodeCiphertextBlob({ keyVersionId: target.version.id, ...sealed });
+}
+
+export interface OpenedBlob {
+  key: Key;
+  version: KeyVersion;
+  /** The caller must zero it (`fill(0)`) once used. */
+  plaintext: Buffer;
+}
+
+/**
+ * Opens a blob with the version named inside it, whatever the key's primary version is now
+ * (seed 002). A version of a key the caller may not see is answered as a missing key.
+ * @throws InvalidCiphertext (also for a wrong EncryptionContext), Forbidden.KeyNotFound (404),
+ *   Rejected.<State> (409), Rejected.UnsupportedOperation
+ */
+export async function openBlob(deps: ServiceDeps, blobText: string, aad: Buffer | undefined, action: KeyAction, caller: Caller): Promise<OpenedBlob> {
+  const blob = decodeCiphertextBlob(blobText);
+  const version = await getVersion(deps.db, blob.keyVersionId);
+  if (!version) throw keyNotFound();
+  const key = await getKey(deps.db, version.keyId);
+  if (!key) throw keyNotFound();
+  authorizeKey(caller, key);
+  assertAllowed(action, key.state);
+  assertSymmetricEncryptionKey(key, action);
+  if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
+  const plaintext = await openWith(deps, version, blob, aad);
+  return { key, version, plaintext };
+}
