@@ -48,6 +48,15 @@ export function passwordClasses(policy: PasswordPolicy): string[] {
   return left;
 }
 
+/**
+ * Rejection sampling of one byte for an alphabet of `size` (1–256) characters: the index, or
+ * undefined for a byte at or above the largest multiple of `size` below 256 — taking those
+ * modulo `size` would favour the first characters.
+ */
+export function sampleIndex(byte: number, size: number): number | undefined {
+  return byte < 256 - (256 % size) ? byte % size : undefined;
+}
+
 /** Bytes of randomness fetched per refill: a password's worth plus room for rejections. */
 const batchSize = (length: number) => length * 2 + 16;
 
@@ -62,7 +71,6 @@ const batchSize = (length: number) => length * 2 + 16;
 export async function drawPassword(policy: PasswordPolicy, randomBytes: (n: number) => Promise<Buffer>): Promise<string> {
   const classes = passwordClasses(policy);
   const alphabet = classes.join('');
-  const limit = 256 - (256 % alphabet.length);
   let pool: Buffer = Buffer.alloc(0);
   let at = 0;
   const nextByte = async (): Promise<number> => {
@@ -75,8 +83,8 @@ export async function drawPassword(policy: PasswordPolicy, randomBytes: (n: numb
   for (let attempt = 0; attempt < 10_000; attempt++) {
     let password = '';
     while (password.length < policy.length) {
-      const byte = await nextByte();
-      if (byte < limit) password += alphabet[byte % alphabet.length];
+      const index = sampleIndex(await nextByte(), alphabet.length);
+      if (index !== undefined) password += alphabet[index];
     }
     if (!policy.requireEachIncludedType || classes.every((chars) => [...password].some((c) => chars.includes(c)))) return password;
   }
