@@ -68,7 +68,7 @@ async function main(): Promise<void> {
 
     const apiOnly = process.env.BENCH_API_ONLY === '1';
     const versionId = randomUUID();
-    await deps.hsm.generateVersionKey(versionId, 256);
+    await deps.hsm.generateVersionKey(versionId, { kind: 'aes', bits: 256 });
     const token = apiOnly
       ? { rate: DESIGN_TOKEN_GCM_PER_SECOND }
       : await timed('HSM port: AES-256-GCM encrypt in the token', CONCURRENCY, () => deps.hsm.encryptWithVersionKey(versionId, plaintext, undefined));

@@ -3,17 +3,24 @@
  * between states, which specs a protection level offers and who may rotate. Services ask
  * here and never re-derive these rules (Vault's keysutil.Policy habit).
  */
-import { invalidParameter, rejectedState, stateModifiedFailed, unsupportedOperation } from './errors.js';
+import { KmsError, invalidParameter, rejectedState, stateModifiedFailed, unsupportedOperation } from './errors.js';
+import { ASYMMETRIC_SPECS, type AsymmetricKeySpec, SYMMETRIC_SPECS, type SymmetricKeySpec, isAsymmetricShape, keyShape } from './key-spec.js';
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
 export const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion', 'PendingImport'];
 
-/** Symmetric specs; only `Aliyun_AES_256` for SOFTWARE keys (alibaba-api.md §5.2). */
-export type KeySpec = 'Aliyun_AES_256' | 'Aliyun_AES_192' | 'Aliyun_AES_128';
-export const KEY_SPECS: readonly KeySpec[] = ['Aliyun_AES_256', 'Aliyun_AES_192', 'Aliyun_AES_128'];
+/**
+ * alibaba-api.md §5.2: symmetric specs (only `Aliyun_AES_256` for SOFTWARE keys) and the
+ * asymmetric ones (RSA_2048/3072, EC_P256/P256K, EC_SM2 where the HSM has SM2). What each
+ * spec is cryptographically is domain/key-spec.ts.
+ */
+export type KeySpec = SymmetricKeySpec | AsymmetricKeySpec;
+export const KEY_SPECS: readonly KeySpec[] = [...SYMMETRIC_SPECS, ...ASYMMETRIC_SPECS];
 export const DEFAULT_KEY_SPEC: KeySpec = 'Aliyun_AES_256';
 
-export type KeyUsage = 'ENCRYPT/DECRYPT' | 'SIGN/VERIFY';
+/** `GENERATE/VERIFY_MAC` is for HMAC keys (GenerateMac/VerifyMac). */
+export type KeyUsage = 'ENCRYPT/DECRYPT' | 'SIGN/VERIFY' | 'GENERATE/VERIFY_MAC';
+export const KEY_USAGES: readonly KeyUsage[] = ['ENCRYPT/DECRYPT', 'SIGN/VERIFY', 'GENERATE/VERIFY_MAC'];
 /** Where material comes from; `EXTERNAL` is BYOK (seed 000). Case-sensitive on the wire. */
 export type Origin = 'Aliyun_KMS' | 'EXTERNAL';
 export type ProtectionLevel = 'SOFTWARE' | 'HSM';
@@ -94,7 +101,12 @@ export type KeyAction =
   | 'DescribeKeyVersion'
   | 'ListResourceTags'
   | 'ListAliasesByKeyId'
-  | 'GetKeyPolicy';
+  | 'GetKeyPolicy'
+  | 'AsymmetricEncrypt'
+  | 'AsymmetricDecrypt'
+  | 'AsymmetricSign'
+  | 'AsymmetricVerify'
+  | 'GetPublicKey';
 
 /** ok; `Rejected.<current state>`; `Rejected.StateModifiedFailed`. */
 type Outcome = 'ok' | 'rejected' | 'smf';
@@ -148,6 +160,12 @@ const MATRIX: Readonly<Record<KeyAction, Row>> = {
   ListResourceTags: ALWAYS,
   ListAliasesByKeyId: ALWAYS,
   GetKeyPolicy: ALWAYS,
+  // §5.1: only Enabled keys do cryptographic operations; GetPublicKey is one (our choice).
+  AsymmetricEncrypt: CRYPTO,
+  AsymmetricDecrypt: CRYPTO,
+  AsymmetricSign: CRYPTO,
+  AsymmetricVerify: CRYPTO,
+  GetPublicKey: CRYPTO,
 };
 
 export const KEY_ACTIONS = Object.keys(MATRIX) as readonly KeyAction[];
@@ -200,16 +218,126 @@ export function stateAfter(event: KeyEvent, key: KeyStateView): KeyState {
   }
 }
 
-/** Specs a protection level offers: SOFTWARE only AES-256; HSM AES-256/192/128. */
+/**
+ * Specs a protection level offers: SOFTWARE AES-256 and the asymmetric specs; HSM every
+ * spec. EC_SM2 is listed here and refused by the service unless the token has SM2 (a probe,
+ * hsm/pkcs11/capabilities.ts) — never on SOFTWARE (node:crypto has no SM2 key generation).
+ */
 export const allowedKeySpecs = (protection: ProtectionLevel): readonly KeySpec[] =>
-  protection === 'SOFTWARE' ? ['Aliyun_AES_256'] : KEY_SPECS;
+  protection === 'SOFTWARE' ? ['Aliyun_AES_256', ...ASYMMETRIC_SPECS.filter((s) => s !== 'EC_SM2')] : KEY_SPECS;
 
-/** Symmetric specs cannot sign, so their usage is always ENCRYPT/DECRYPT (§5.2). */
-export const defaultKeyUsage = (_spec: KeySpec): KeyUsage => 'ENCRYPT/DECRYPT';
+export const isAsymmetricSpec = (spec: string): spec is AsymmetricKeySpec => (ASYMMETRIC_SPECS as readonly string[]).includes(spec);
 
-/** Material length in bytes: 32, 24 or 16. */
-export const materialLength = (spec: KeySpec): 32 | 24 | 16 =>
-  spec === 'Aliyun_AES_256' ? 32 : spec === 'Aliyun_AES_192' ? 24 : 16;
+/**
+ * The usages a spec may have (§5.2): RSA encrypts or signs, EC (and SM2) signs (SM2PKE is
+ * not implemented), symmetric keys encrypt.
+ */
+export function allowedKeyUsages(spec: KeySpec): readonly KeyUsage[] {
+  const shape = keyShape(spec);
+  if (shape.kind === 'rsa') return ['ENCRYPT/DECRYPT', 'SIGN/VERIFY'];
+  if (shape.kind === 'ec') return ['SIGN/VERIFY'];
+  return ['ENCRYPT/DECRYPT'];
+}
+
+/** §5.2: SIGN/VERIFY if the spec can sign, otherwise ENCRYPT/DECRYPT. */
+export const defaultKeyUsage = (spec: KeySpec): KeyUsage =>
+  allowedKeyUsages(spec).includes('SIGN/VERIFY') ? 'SIGN/VERIFY' : 'ENCRYPT/DECRYPT';
+
+/** Material length in bytes of a symmetric spec: 32, 24 or 16. */
+export function materialLength(spec: KeySpec): 32 | 24 | 16 {
+  const shape = keyShape(spec);
+  if (shape.kind !== 'aes') throw new KmsError('InternalFailure', `Internal Failure. ${spec} has no symmetric material.`, 'internal');
+  return (shape.bits / 8) as 32 | 24 | 16;
+}
+
+/**
+ * Which actions each kind of key allows — the usage table, beside the state table. The
+ * column is the key's usage, with ENCRYPT/DECRYPT split by spec: a symmetric key encrypts
+ * with AES-GCM (Encrypt, data keys, ReEncrypt), an asymmetric one with RSA-OAEP.
+ */
+export type UsageColumn = 'symmetric-encrypt' | 'asymmetric-encrypt' | 'sign' | 'mac';
+export const USAGE_COLUMNS: readonly UsageColumn[] = ['symmetric-encrypt', 'asymmetric-encrypt', 'sign', 'mac'];
+
+/** The crypto actions whose key must have the right usage. */
+export type UsageAction =
+  | 'Encrypt'
+  | 'Decrypt'
+  | 'GenerateDataKey'
+  | 'GenerateDataKeyWithoutPlaintext'
+  | 'GenerateAndExportDataKey'
+  | 'ExportDataKey'
+  /** Both the source (symmetric form) and the destination of ReEncrypt. */
+  | 'ReEncrypt'
+  /** ReEncrypt's asymmetric source form (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm). */
+  | 'ReEncryptFromAsymmetric'
+  | 'AsymmetricEncrypt'
+  | 'AsymmetricDecrypt'
+  | 'AsymmetricSign'
+  | 'AsymmetricVerify'
+  | 'GetPublicKey'
+  | 'GenerateMac'
+  | 'VerifyMac';
+
+type UsageRow = Readonly<Record<UsageColumn, boolean>>;
+const ONLY = (column: UsageColumn): UsageRow => ({
+  'symmetric-encrypt': column === 'symmetric-encrypt',
+  'asymmetric-encrypt': column === 'asymmetric-encrypt',
+  sign: column === 'sign',
+  mac: column === 'mac',
+});
+
+/**
+ * ENCRYPT/DECRYPT keys cannot sign; SIGN/VERIFY keys cannot encrypt; MAC keys only MAC;
+ * symmetric keys have no public key. GetPublicKey serves both asymmetric usages.
+ */
+const USAGE_TABLE: Readonly<Record<UsageAction, UsageRow>> = {
+  Encrypt: ONLY('symmetric-encrypt'),
+  Decrypt: ONLY('symmetric-encrypt'),
+  GenerateDataKey: ONLY('symmetric-encrypt'),
+  GenerateDataKeyWithoutPlaintext: ONLY('symmetric-encrypt'),
+  GenerateAndExportDataKey: ONLY('symmetric-encrypt'),
+  ExportDataKey: ONLY('symmetric-encrypt'),
+  ReEncrypt: ONLY('symmetric-encrypt'),
+  ReEncryptFromAsymmetric: ONLY('asymmetric-encrypt'),
+  AsymmetricEncrypt: ONLY('asymmetric-encrypt'),
+  AsymmetricDecrypt: ONLY('asymmetric-encrypt'),
+  AsymmetricSign: ONLY('sign'),
+  AsymmetricVerify: ONLY('sign'),
+  GetPublicKey: { 'symmetric-encrypt': false, 'asymmetric-encrypt': true, sign: true, mac: false },
+  GenerateMac: ONLY('mac'),
+  VerifyMac: ONLY('mac'),
+};
+
+export const USAGE_ACTIONS = Object.keys(USAGE_TABLE) as readonly UsageAction[];
+
+/** The column of the usage table a key falls in. */
+export function usageColumn(key: { keySpec: string; keyUsage: KeyUsage }): UsageColumn {
+  if (key.keyUsage === 'GENERATE/VERIFY_MAC') return 'mac';
+  if (key.keyUsage === 'SIGN/VERIFY') return 'sign';
+  return isAsymmetricSpec(key.keySpec) ? 'asymmetric-encrypt' : 'symmetric-encrypt';
+}
+
+export const usageAllows = (action: UsageAction, column: UsageColumn): boolean => USAGE_TABLE[action][column];
+
+const COLUMN_NAMES: Readonly<Record<UsageColumn, string>> = {
+  'symmetric-encrypt': 'a symmetric ENCRYPT/DECRYPT key',
+  'asymmetric-encrypt': 'an asymmetric ENCRYPT/DECRYPT key',
+  sign: 'a SIGN/VERIFY key',
+  mac: 'a GENERATE/VERIFY_MAC key',
+};
+
+/**
+ * @throws Rejected.UnsupportedOperation (400, alibaba-api.md §5.10, the AsymmetricEncrypt
+ *   doc's code) when the key's usage does not allow `action`.
+ */
+export function assertUsageAllows(action: UsageAction, key: { keySpec: string; keyUsage: KeyUsage }): void {
+  const column = usageColumn(key);
+  if (!usageAllows(action, column)) {
+    throw unsupportedOperation(`${action} is not available for ${COLUMN_NAMES[column]} (KeySpec ${key.keySpec}, KeyUsage ${key.keyUsage}).`);
+  }
+}
+
+export { isAsymmetricShape, keyShape };
 
 /**
  * Who may rotate how: seed 002's scope table ("キーローテーション: 範囲") as hsm-kms implements
@@ -294,6 +422,7 @@ export interface RotationSubject {
 }
 
 export const isSymmetricSpec = (spec: string): boolean => spec.startsWith('Aliyun_AES_') || spec === 'Aliyun_SM4';
+// Rotation: every spec that is not symmetric (RSA_*, EC_*) falls in the `asymmetric` row.
 
 export function rotationClass(key: RotationSubject): RotationClass {
   const byok = key.origin === 'EXTERNAL';

@@ -1,3 +1,7 @@
+import type { AsymmetricEncryptionAlgorithm, SigningAlgorithm } from '../domain/asymmetric.js';
+import type { KeySpec, KeyUsage } from '../domain/key.js';
+import { type EcCurve, keyShape } from '../domain/key-spec.js';
+
 /**
  * The HSM port. Services talk to this interface only; the one real adapter speaks PKCS#11
  * (hsm/pkcs11/pkcs11-hsm.ts). Every method is async so the event loop never blocks on the
@@ -24,6 +28,34 @@ export interface HsmCapabilities {
   rsaX509: boolean;
   aesKeyWrapPad: boolean;
   aesCmac: boolean;
+  /** C_Decrypt with CKM_RSA_PKCS_OAEP (AsymmetricDecrypt), per hash. */
+  oaepSha1Decrypt: boolean;
+  oaepSha256Decrypt: boolean;
+  /** CKM_RSA_PKCS_PSS with SHA-256, MGF1-SHA256, salt 32. */
+  rsaPss: boolean;
+  /** CKM_EC_KEY_PAIR_GEN + CKM_ECDSA on each named curve. */
+  ecdsaP256: boolean;
+  ecdsaSecp256k1: boolean;
+  /** An EC key pair on the SM2 curve (GB/T 32918); SoftHSM2 2.6.1 has none. */
+  ecSm2: boolean;
+}
+
+/**
+ * How a version's key is generated and what it may do — one description for every spec, so
+ * the port grows by spec rather than by special cases. Key pairs are single-purpose: an RSA
+ * ENCRYPT/DECRYPT pair's private half may only decrypt, a SIGN/VERIFY one only sign (the
+ * usage table's rule, enforced by the token's own attributes too).
+ */
+export type VersionKeySpec =
+  | { kind: 'aes'; bits: 128 | 192 | 256 }
+  | { kind: 'rsa'; bits: 2048 | 3072; use: 'decrypt' | 'sign' }
+  | { kind: 'ec'; curve: EcCurve };
+
+/** The port's spec of a key's versions: its KeySpec's shape, and for RSA whether it decrypts or signs. */
+export function versionKeySpec(key: { keySpec: KeySpec; keyUsage: KeyUsage }): VersionKeySpec {
+  const shape = keyShape(key.keySpec);
+  if (shape.kind === 'rsa') return { ...shape, use: key.keyUsage === 'SIGN/VERIFY' ? 'sign' : 'decrypt' };
+  return shape;
 }
 
 export interface HsmInfo {
@@ -69,18 +101,49 @@ export interface ImportUnwrapResult {
 
 /** What the token holds, by CKA_ID (see `Hsm.listObjectIds`). */
 export interface HsmObjectIds {
-  secretKeys: string[];
+  /** Version keys: secret keys and the private halves of version key pairs (CKA_UNWRAP false). */
+  versionKeys: string[];
+  /** Private halves of BYOK wrapping pairs (CKA_UNWRAP true). */
   wrappingPairs: string[];
 }
 
 export interface Hsm {
   info(): HsmInfo;
 
-  /** Generates a token AES key (sensitive, non-extractable) whose CKA_ID is the version id. */
-  generateVersionKey(versionId: string, bits: 128 | 192 | 256): Promise<void>;
+  /**
+   * Version keys, addressed by version id (CKA_ID) whatever their spec. Secret keys and
+   * private halves are token objects, sensitive and non-extractable — read back after
+   * creation, and refused (destroyed, InternalFailure) if the token made them readable. The
+   * public half of a pair is a token object too (public, CKA_ID = version id).
+   */
+  generateVersionKey(versionId: string, spec: VersionKeySpec): Promise<void>;
+  /** Whether this token can generate and use keys of `spec` (EC curves and SM2 are probed). */
+  supportsVersionKey(spec: VersionKeySpec): boolean;
   hasVersionKey(versionId: string): Promise<boolean>;
-  /** Destroys the version's token object; true when one existed. */
+  /** Destroys the version's token objects (secret key, or both halves of a pair); true when one existed. */
   destroyVersionKey(versionId: string): Promise<boolean>;
+  /** DER SubjectPublicKeyInfo of a key pair version. */
+  versionPublicKey(versionId: string): Promise<Buffer>;
+  /**
+   * Signs a SHA-256 digest inside the token with a pair's private half; ECDSA signatures are
+   * returned DER-encoded (as openssl expects), not PKCS#11's r ‖ s.
+   */
+  signWithVersionKey(versionId: string, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer>;
+  /**
+   * SOFTWARE tier: node:crypto cannot sign a precomputed digest (it always hashes), so the
+   * token signs with a transient, sensitive session copy of the unsealed private key
+   * (PKCS#8 DER), destroyed at once. The caller zeroes its buffer.
+   */
+  signWithKeyMaterial(privateKeyPkcs8: Buffer, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer>;
+  /** Whether AsymmetricDecrypt with `algorithm` works here (natively, or through the allowed fallback). */
+  supportsAsymmetricDecryption(algorithm: AsymmetricEncryptionAlgorithm): boolean;
+  /**
+   * RSA-OAEP decryption with a pair's private half. Native CKM_RSA_PKCS_OAEP when the token
+   * does the hash; else, for OAEP-SHA256 outside strict mode, CKM_RSA_X_509 in the token and
+   * EME-OAEP decoding on the host (DESIGN.md, the same fallback as BYOK import). Every
+   * failure is one InvalidCiphertext (no padding oracle).
+   */
+  decryptWithVersionKeyPair(versionId: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer>;
   /** AES-GCM inside the token with a fresh 12-byte IV. */
   encryptWithVersionKey(versionId: string, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed>;
   /** Throws KmsError InvalidCiphertext when the tag does not verify. */
@@ -104,8 +167,8 @@ export interface Hsm {
   fingerprintVersionKey(versionId: string): Promise<Buffer>;
 
   /**
-   * The CKA_IDs of the service's objects in the token, for the reconciler: persistent secret
-   * keys (version keys) and private keys (the halves of wrapping pairs) whose id is a UUID.
+   * The CKA_IDs of the service's objects in the token, for the reconciler: version keys
+   * (secret keys and version pairs' private halves) and wrapping pairs' private halves, whose id is a UUID.
    * The service's own keys (root key, import-token MAC key) and objects of other applications
    * (ids that are not UUIDs) are never listed.
    */

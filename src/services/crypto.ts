@@ -1,7 +1,7 @@
 import { decodeCiphertextBlob, encodeCiphertextBlob, encryptionContextAad, parseEncryptionContext } from '../domain/ciphertext.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
 import { KmsError, internalFailure, invalidParameter, keyNotFound } from '../domain/errors.js';
-import { assertAllowed } from '../domain/key.js';
+import { assertAllowed, assertUsageAllows } from '../domain/key.js';
 import type { AesGcmSealed } from '../hsm/hsm.js';
 import { getKey } from '../store/keys.js';
 import { type KeyVersion, getVersion } from '../store/versions.js';
@@ -33,6 +33,8 @@ export async function encrypt(
   }
   const aad = encryptionContextAad(parseEncryptionContext(input.encryptionContext));
   const key = await loadKey(deps, deps.db, input.keyId, caller);
+  // The usage table (domain/key.ts): only symmetric ENCRYPT/DECRYPT keys encrypt with AES-GCM.
+  assertUsageAllows('Encrypt', key);
   assertAllowed('Encrypt', key.state);
   if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
   const version = await getVersion(deps.db, key.primaryVersionId);
@@ -69,6 +71,7 @@ export async function decrypt(
   const key = await getKey(deps.db, version.keyId);
   if (!key) throw keyNotFound();
   authorizeKey(caller, key);
+  assertUsageAllows('Decrypt', key);
   assertAllowed('Decrypt', key.state);
   if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
   const plaintext = await openWith(deps, version, blob, aad);

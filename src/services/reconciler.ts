@@ -86,14 +86,14 @@ export async function reconcileHsmObjects(deps: ServiceDeps, options: ReconcileO
   const before = await readReferencedObjects(deps.db);
   const objects = await deps.hsm.listObjectIds();
   const after = await readReferencedObjects(deps.db);
-  const secretKeys = new Set(objects.secretKeys);
+  const versionKeys = new Set(objects.versionKeys);
   const privateKeys = new Set(objects.wrappingPairs);
 
   const mismatches: Mismatch[] = [
-    ...objects.secretKeys.filter((id) => !after.versionKeysExpected.has(id)).map((id) => ({ kind: 'orphan-version-key' as const, objectId: id, keyId: null })),
+    ...objects.versionKeys.filter((id) => !after.versionKeysExpected.has(id)).map((id) => ({ kind: 'orphan-version-key' as const, objectId: id, keyId: null })),
     ...objects.wrappingPairs.filter((id) => !after.wrappingPairs.has(id)).map((id) => ({ kind: 'orphan-wrapping-pair' as const, objectId: id, keyId: null })),
     ...[...before.versionKeysExpected]
-      .filter(([id]) => !secretKeys.has(id) && after.versionKeysExpected.has(id))
+      .filter(([id]) => !versionKeys.has(id) && after.versionKeysExpected.has(id))
       .map(([id, keyId]) => ({ kind: 'missing-version-key' as const, objectId: id, keyId })),
     ...[...before.wrappingPairs]
       .filter(([id]) => !privateKeys.has(id) && after.wrappingPairs.has(id))

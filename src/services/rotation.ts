@@ -30,6 +30,7 @@ import { type Queryable, withTransaction } from '../store/db.js';
 import { type KeyChanges, getKey, updateKey, updateKeyRotation } from '../store/keys.js';
 import { insertVersionWithinQuota } from '../store/quota.js';
 import { getPendingVersion, updateVersionState } from '../store/versions.js';
+import { versionKeySpec } from '../hsm/hsm.js';
 import { type Caller, type ServiceDeps, systemCaller } from './context.js';
 import { loadKey } from './key-lookup.js';
 import { sealNewMaterial } from './keys.js';
@@ -226,7 +227,8 @@ async function rotateLockedKey(
       nextRotationDate: updated.nextRotationDate?.toISOString() ?? null,
     },
   });
-  if (generateInToken) await deps.hsm.generateVersionKey(version.id, (materialLength(key.keySpec) * 8) as 128 | 192 | 256);
+  // Only symmetric keys rotate (the key policy's who-may-rotate table), so this is an AES key.
+  if (generateInToken) await deps.hsm.generateVersionKey(version.id, versionKeySpec(key));
   return { key: updated, version };
 }
 

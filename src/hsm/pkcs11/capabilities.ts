@@ -1,7 +1,10 @@
-import { constants, createCipheriv, createPublicKey, publicEncrypt, randomBytes } from 'node:crypto';
+import { constants, createCipheriv, createHash, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { HsmCapabilities, WrappingAlgorithm } from '../hsm.js';
+import { CURVE_OID_DER, type EcCurve } from '../../domain/key-spec.js';
 import * as m from './mechanisms.js';
+import { ecPublicKeyDer, rsaPublicKeyDer } from './public-keys.js';
+import { signDigest } from './version-keys.js';
 
 type Handle = pkcs11js.Handle;
 
@@ -62,7 +65,44 @@ export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): 
         return ecbBlock(p11, session, key).equals(nodeEcbBlock(secret));
       });
 
+    const decryptWorks = (hash: 'sha1' | 'sha256'): boolean =>
+      attempt(() => {
+        const secret = randomBytes(32);
+        const encrypted = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, secret);
+        p11.C_DecryptInit(session, m.oaepDecrypt(hash), pair.privateKey);
+        return Buffer.from(p11.C_Decrypt(session, encrypted, Buffer.alloc(256))).equals(secret);
+      });
+
+    /** A session sign pair, a SHA-256 digest signed in the token, verified by node:crypto. */
+    const digest = createHash('sha256').update('hsm-kms probe').digest();
+    const signatureVerifies = async (shape: m.KeyPairShape, curve: EcCurve | undefined): Promise<boolean> => {
+      try {
+        const { publicTemplate, privateTemplate } = m.versionKeyPairTemplates('hsm-kms:probe', shape, false);
+        const probe = p11.C_GenerateKeyPair(session, shape.kind === 'rsa' ? m.rsaKeyPairGen : m.ecKeyPairGen, publicTemplate, privateTemplate);
+        track(probe.publicKey);
+        track(probe.privateKey);
+        if (curve === 'SM2') return true; // key generation is all SM2 needs to be offered (sign/encrypt are not implemented)
+        const spki = curve ? ecPublicKeyDer(p11, session, probe.publicKey, curve) : rsaPublicKeyDer(p11, session, probe.publicKey);
+        const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
+        const algorithm = curve ? 'ECDSA_SHA_256' : 'RSA_PSS_SHA_256';
+        const signature = await signDigest(p11, session, probe.privateKey, algorithm, digest);
+        const message = Buffer.from('hsm-kms probe');
+        return curve
+          ? verify('sha256', message, key, signature)
+          : verify('sha256', message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature);
+      } catch {
+        return false;
+      }
+    };
+
     return {
+      oaepSha1Decrypt: decryptWorks('sha1'),
+      oaepSha256Decrypt: decryptWorks('sha256'),
+      // 1024 bits keep the probe fast; PSS with a 32-byte salt needs only 66 bytes of modulus.
+      rsaPss: await signatureVerifies({ kind: 'rsa', bits: 1024, use: 'sign' }, undefined),
+      ecdsaP256: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER['P-256'] }, 'P-256'),
+      ecdsaSecp256k1: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER.secp256k1 }, 'secp256k1'),
+      ecSm2: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER.SM2 }, 'SM2'),
       aesGcm: attempt(() => {
         const iv = randomBytes(12);
         const aad = Buffer.from('probe');

@@ -129,3 +129,68 @@ export function wrappingKeyPairTemplates(id: string, allowRawDecrypt: boolean, t
 
 export const rsaKeyPairGen: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS_KEY_PAIR_GEN };
 export const aesKeyGen: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_AES_KEY_GEN };
+
+// ---- version key pairs (asymmetric keys, issue 15) --------------------------------------------
+
+export const ecKeyPairGen: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_EC_KEY_PAIR_GEN };
+export const ecdsa: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_ECDSA };
+/** PKCS#1 v1.5 over DigestInfo ‖ digest (the caller prefixes): CKM_SHA256_RSA_PKCS would hash again. */
+export const rsaPkcs: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS };
+/** RSA-PSS over a precomputed SHA-256 digest, MGF1-SHA256, salt 32 (Alibaba's RSA_PSS_SHA_256). */
+export const rsaPssSha256: pkcs11js.Mechanism = {
+  mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
+  parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: 32 } as pkcs11js.RsaPSS,
+};
+/** Native RSA-OAEP decryption; the same parameters as the BYOK unwrap mechanisms. */
+export const oaepDecrypt = (hash: 'sha1' | 'sha256'): pkcs11js.Mechanism =>
+  unwrapMechanism(hash === 'sha1' ? 'RSAES_OAEP_SHA_1' : 'RSAES_OAEP_SHA_256');
+
+/** Lookup template for the public half of a version pair by CKA_ID. */
+export const publicKeyById = (id: string): pkcs11js.Template => [
+  { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+  { type: pkcs11js.CKA_TOKEN, value: true },
+  { type: pkcs11js.CKA_ID, value: Buffer.from(id, 'utf8') },
+];
+
+export type KeyPairShape =
+  | { kind: 'rsa'; bits: number; use: 'decrypt' | 'sign' }
+  | { kind: 'ec'; params: Buffer };
+
+/**
+ * A version key pair: both halves token objects with CKA_ID = version id. The private half
+ * is sensitive, non-extractable and single-purpose (decrypt or sign), and never unwraps —
+ * CKA_UNWRAP=false is what tells it from a BYOK wrapping pair in the inventory.
+ * `token: false` makes session objects (the capability probe).
+ */
+export function versionKeyPairTemplates(id: string, shape: KeyPairShape, token = true) {
+  const idBuf = Buffer.from(id, 'utf8');
+  const decrypt = shape.kind === 'rsa' && shape.use === 'decrypt';
+  const publicTemplate: pkcs11js.Template = [
+    { type: pkcs11js.CKA_TOKEN, value: token },
+    { type: pkcs11js.CKA_PRIVATE, value: false },
+    { type: pkcs11js.CKA_ENCRYPT, value: decrypt },
+    { type: pkcs11js.CKA_VERIFY, value: !decrypt },
+    { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_ID, value: idBuf },
+    { type: pkcs11js.CKA_LABEL, value: id },
+    ...(shape.kind === 'rsa'
+      ? [
+          { type: pkcs11js.CKA_MODULUS_BITS, value: shape.bits },
+          // 65537, the only exponent Alibaba's RSA keys use.
+          { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) },
+        ]
+      : [{ type: pkcs11js.CKA_EC_PARAMS, value: shape.params }]),
+  ];
+  const privateTemplate: pkcs11js.Template = [
+    { type: pkcs11js.CKA_TOKEN, value: token },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_DECRYPT, value: decrypt },
+    { type: pkcs11js.CKA_SIGN, value: !decrypt },
+    { type: pkcs11js.CKA_UNWRAP, value: false },
+    { type: pkcs11js.CKA_ID, value: idBuf },
+    { type: pkcs11js.CKA_LABEL, value: id },
+  ];
+  return { publicTemplate, privateTemplate };
+}

@@ -27,12 +27,16 @@ export function findObjects(p11: pkcs11js.PKCS11, session: Handle, template: pkc
  */
 const SERVICE_OBJECT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** The UUID CKA_IDs of the persistent objects of one class (duplicates listed once). */
-export function listObjectIdsOfClass(p11: pkcs11js.PKCS11, session: Handle, objectClass: number): string[] {
+/**
+ * The UUID CKA_IDs of the persistent objects of one class (duplicates listed once), narrowed
+ * by `extra` attributes (e.g. CKA_UNWRAP, which tells a wrapping pair from a version pair).
+ */
+export function listObjectIdsOfClass(p11: pkcs11js.PKCS11, session: Handle, objectClass: number, extra: pkcs11js.Template = []): string[] {
   const ids = new Set<string>();
   for (const handle of findObjects(p11, session, [
     { type: pkcs11js.CKA_CLASS, value: objectClass },
     { type: pkcs11js.CKA_TOKEN, value: true },
+    ...extra,
   ])) {
     const [attribute] = p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_ID }]);
     const raw = attribute?.value;

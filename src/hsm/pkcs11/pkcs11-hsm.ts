@@ -1,7 +1,7 @@
-import { createPublicKey, randomBytes as nodeRandomBytes } from 'node:crypto';
+import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { KmsError, internalFailure, invalidCiphertext, invalidKeyMaterial } from '../../domain/errors.js';
-import { decodeOaep } from '../../domain/oaep.js';
+import type { AsymmetricEncryptionAlgorithm, SigningAlgorithm } from '../../domain/asymmetric.js';
+import { invalidCiphertext, internalFailure } from '../../domain/errors.js';
 import type {
   AesGcmSealed,
   Hsm,
@@ -10,15 +10,19 @@ import type {
   HsmObjectIds,
   ImportUnwrapRequest,
   ImportUnwrapResult,
-  UnwrapPath,
+  VersionKeySpec,
   WrappingAlgorithm,
 } from '../hsm.js';
+import { ByokUnwrap } from './byok-unwrap.js';
 import { probeCapabilities } from './capabilities.js';
 import { pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import { acquireModule, findTokenSlot, login, releaseModule } from './module.js';
+import { ObjectHandleCache } from './object-cache.js';
 import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
+import { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, ensureServiceKeys } from './service-keys.js';
 import { SessionPool } from './session-pool.js';
+import { VersionKeys } from './version-keys.js';
 
 type Handle = pkcs11js.Handle;
 
@@ -28,20 +32,15 @@ export interface Pkcs11HsmOptions {
   /** The user PIN; used once to log in and not kept. */
   pin: string;
   sessions: number;
-  /** Refuse host-side OAEP decoding when the token lacks the mechanism. */
+  /**
+   * Refuse host-side OAEP decoding when the token lacks the mechanism (KMS_IMPORT_STRICT):
+   * for BYOK import and for AsymmetricDecrypt alike.
+   */
   importStrict: boolean;
 }
 
-/** CKA_IDs of the service's own keys, created by `kms hsm init` (or at first start). */
-export const ROOT_KEY_ID = 'hsm-kms:root';
-export const TOKEN_MAC_KEY_ID = 'hsm-kms:token-mac';
-
-/** Fixed block whose MAC under a candidate key identifies the material without revealing it. */
-const FINGERPRINT_BLOCK = Buffer.from('hsm-kms:material', 'ascii'); // 16 bytes
 const GCM_IV_BYTES = 12;
 const GCM_TAG_BYTES = 16;
-const RSA_MODULUS_BYTES = 256;
-
 
 /** Result codes that mean "the tag or data did not verify", as opposed to a broken token. */
 const DECRYPT_REJECTED = new Set<number>([
@@ -52,12 +51,15 @@ const DECRYPT_REJECTED = new Set<number>([
 ]);
 
 /**
- * The PKCS#11 adapter: a session pool over one logged-in token, object handles cached per
- * process (SoftHSM2 searches linearly, ~230 ms with 20,000 objects: never on the hot path),
- * and a capability probe run at start.
+ * The PKCS#11 adapter: a session pool over one logged-in token and a capability probe run at
+ * start. The work is split by concern: version keys by spec (version-keys.ts), BYOK unwrap
+ * (byok-unwrap.ts), the service's own keys (service-keys.ts) and the handle cache
+ * (object-cache.ts); AES-GCM under a version key or the root key stays here.
  */
 export class Pkcs11Hsm implements Hsm {
-  private readonly handles = new Map<string, Handle>();
+  private readonly cache: ObjectHandleCache;
+  private readonly versionKeys: VersionKeys;
+  private readonly byok: ByokUnwrap;
   private closed = false;
 
   private constructor(
@@ -68,7 +70,12 @@ export class Pkcs11Hsm implements Hsm {
     private readonly hsmInfo: HsmInfo,
     private readonly rootKey: Handle,
     private readonly macKey: Handle,
-  ) {}
+  ) {
+    const run = this.run.bind(this);
+    this.cache = new ObjectHandleCache(p11, run);
+    this.versionKeys = new VersionKeys(p11, run, this.cache, hsmInfo.capabilities, options.importStrict);
+    this.byok = new ByokUnwrap(p11, run, this.cache, hsmInfo.capabilities, rootKey, options.importStrict);
+  }
 
   static async open(options: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
     const p11 = acquireModule(options.modulePath);
@@ -101,50 +108,66 @@ export class Pkcs11Hsm implements Hsm {
     return this.hsmInfo;
   }
 
-  // ---- version keys (HSM tier) -------------------------------------------------------------
+  // ---- version keys, by spec --------------------------------------------------------------
 
-  async generateVersionKey(versionId: string, bits: 128 | 192 | 256): Promise<void> {
-    const handle = await this.run('generateVersionKey', (session) =>
-      this.p11.C_GenerateKeyAsync(
-        session,
-        m.aesKeyGen,
-        m.aesKeyTemplate({ token: true, id: versionId, label: versionId, valueLength: bits / 8 }),
-      ),
-    );
-    this.handles.set(versionId, handle);
+  generateVersionKey(versionId: string, spec: VersionKeySpec): Promise<void> {
+    return this.versionKeys.generate(versionId, spec);
   }
 
-  async hasVersionKey(versionId: string): Promise<boolean> {
-    return (await this.findSecretKey(versionId)) !== undefined;
+  supportsVersionKey(spec: VersionKeySpec): boolean {
+    return this.versionKeys.supports(spec);
   }
 
-  async destroyVersionKey(versionId: string): Promise<boolean> {
-    this.handles.delete(versionId);
-    return this.run('destroyVersionKey', (session) => {
-      const found = findObjects(this.p11, session, m.secretKeyById(versionId));
-      for (const handle of found) this.p11.C_DestroyObject(session, handle);
-      return found.length > 0;
-    });
+  hasVersionKey(versionId: string): Promise<boolean> {
+    return this.versionKeys.has(versionId);
+  }
+
+  destroyVersionKey(versionId: string): Promise<boolean> {
+    return this.versionKeys.destroy(versionId);
+  }
+
+  versionPublicKey(versionId: string): Promise<Buffer> {
+    return this.versionKeys.publicKey(versionId);
+  }
+
+  signWithVersionKey(versionId: string, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+    return this.versionKeys.sign(versionId, algorithm, digest);
+  }
+
+  signWithKeyMaterial(privateKeyPkcs8: Buffer, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+    return this.versionKeys.signWithKeyMaterial(privateKeyPkcs8, algorithm, digest);
+  }
+
+  supportsAsymmetricDecryption(algorithm: AsymmetricEncryptionAlgorithm): boolean {
+    return this.versionKeys.decryptionPath(algorithm) !== undefined;
+  }
+
+  decryptWithVersionKeyPair(versionId: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+    return this.versionKeys.decrypt(versionId, algorithm, ciphertext);
   }
 
   async encryptWithVersionKey(versionId: string, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
-    return this.withVersionKey(versionId, (key) => this.gcmEncrypt(key, plaintext, aad));
+    return this.withSecretKey(versionId, (key) => this.gcmEncrypt(key, plaintext, aad));
   }
 
   async decryptWithVersionKey(versionId: string, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
-    return this.withVersionKey(versionId, (key) => this.gcmDecrypt(key, sealed, aad));
+    return this.withSecretKey(versionId, (key) => this.gcmDecrypt(key, sealed, aad));
   }
 
   async fingerprintVersionKey(versionId: string): Promise<Buffer> {
-    return this.withVersionKey(versionId, (key) => this.run('fingerprint', (session) => this.fingerprint(session, key)));
+    return this.withSecretKey(versionId, (key) => this.run('fingerprint', (session) => this.byok.fingerprint(session, key)));
   }
 
   // ---- reconciliation -----------------------------------------------------------------------
 
   async listObjectIds(): Promise<HsmObjectIds> {
     return this.run('listObjectIds', (session) => ({
-      secretKeys: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_SECRET_KEY),
-      wrappingPairs: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY),
+      versionKeys: [
+        ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_SECRET_KEY),
+        // Version pairs never unwrap; wrapping pairs always do (mechanisms.ts templates).
+        ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: false }]),
+      ],
+      wrappingPairs: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: true }]),
     }));
   }
 
@@ -181,54 +204,20 @@ export class Pkcs11Hsm implements Hsm {
 
   // ---- BYOK --------------------------------------------------------------------------------
 
-  async generateWrappingKeyPair(wrappingKeyId: string): Promise<{ publicKeyDer: Buffer }> {
-    const { publicTemplate, privateTemplate } = m.wrappingKeyPairTemplates(wrappingKeyId, !this.options.importStrict);
-    return this.run('generateWrappingKeyPair', async (session) => {
-      const pair = await this.p11.C_GenerateKeyPairAsync(session, m.rsaKeyPairGen, publicTemplate, privateTemplate);
-      try {
-        const [modulus, exponent] = this.p11.C_GetAttributeValue(session, pair.publicKey, [
-          { type: pkcs11js.CKA_MODULUS },
-          { type: pkcs11js.CKA_PUBLIC_EXPONENT },
-        ]);
-        const publicKeyDer = createPublicKey({
-          key: { kty: 'RSA', n: toBase64Url(modulus?.value), e: toBase64Url(exponent?.value) },
-          format: 'jwk',
-        }).export({ type: 'spki', format: 'der' });
-        this.handles.set(wrappingHandleKey(wrappingKeyId), pair.privateKey);
-        return { publicKeyDer };
-      } finally {
-        this.p11.C_DestroyObject(session, pair.publicKey);
-      }
-    });
+  generateWrappingKeyPair(wrappingKeyId: string): Promise<{ publicKeyDer: Buffer }> {
+    return this.byok.generateWrappingKeyPair(wrappingKeyId);
   }
 
-  async destroyWrappingKeyPair(wrappingKeyId: string): Promise<void> {
-    this.handles.delete(wrappingHandleKey(wrappingKeyId));
-    await this.run('destroyWrappingKeyPair', (session) => {
-      for (const handle of findObjects(this.p11, session, m.privateKeyById(wrappingKeyId))) {
-        this.p11.C_DestroyObject(session, handle);
-      }
-    });
+  destroyWrappingKeyPair(wrappingKeyId: string): Promise<void> {
+    return this.byok.destroyWrappingKeyPair(wrappingKeyId);
   }
 
   supportsWrappingAlgorithm(algorithm: WrappingAlgorithm): boolean {
-    return this.unwrapPathFor(algorithm) !== undefined;
+    return this.byok.unwrapPathFor(algorithm) !== undefined;
   }
 
-  async unwrapImportedMaterial(request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
-    const path = this.unwrapPathFor(request.algorithm);
-    if (path === undefined) throw invalidKeyMaterial();
-    const privateKey = await this.findPrivateKey(request.wrappingKeyId);
-    if (privateKey === undefined) throw invalidKeyMaterial();
-    return this.run('unwrapImportedMaterial', async (session) => {
-      try {
-        return path === 'native'
-          ? await this.unwrapNative(session, privateKey, request)
-          : await this.unwrapOnHost(session, privateKey, request);
-      } catch (error) {
-        throw uniformUnwrapError(error);
-      }
-    });
+  unwrapImportedMaterial(request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
+    return this.byok.unwrapImportedMaterial(request);
   }
 
   async close(): Promise<void> {
@@ -244,118 +233,6 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   // ---- internals ---------------------------------------------------------------------------
-
-  private unwrapPathFor(algorithm: WrappingAlgorithm): UnwrapPath | undefined {
-    const caps = this.hsmInfo.capabilities;
-    const native: Record<WrappingAlgorithm, boolean> = {
-      RSAES_OAEP_SHA_1: caps.oaepSha1Unwrap,
-      RSAES_OAEP_SHA_256: caps.oaepSha256Unwrap,
-      RSAES_PKCS1_V1_5: caps.pkcs1v15Unwrap,
-    };
-    if (native[algorithm]) return 'native';
-    // DESIGN.md: the host fallback exists for OAEP-SHA256 only, and strict mode refuses it.
-    if (algorithm === 'RSAES_OAEP_SHA_256' && !this.options.importStrict && caps.rsaX509) return 'host-oaep-decode';
-    return undefined;
-  }
-
-  /**
-   * Native C_UnwrapKey. SoftHSM2 sets no CKA_VALUE_LEN on an unwrapped AES key and refuses one
-   * in the template (CKR_ATTRIBUTE_READ_ONLY), so a 16-byte material would silently become an
-   * AES-128 key of an AES-256 spec. The length is therefore measured on a transient twin
-   * (unwrapped from the same input, wrapped under the root key with AES-KWP, whose output
-   * length gives the key length); the persistent object is unwrapped straight from the RSA
-   * ciphertext into a sensitive, non-extractable token key.
-   */
-  private async unwrapNative(session: Handle, privateKey: Handle, request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
-    const mechanism = m.unwrapMechanism(request.algorithm);
-    const host = request.target.kind === 'host';
-    const twin = await this.p11.C_UnwrapKeyAsync(
-      session,
-      mechanism,
-      privateKey,
-      request.encryptedMaterial,
-      m.aesKeyTemplate({ token: false, sign: true, extractable: true, readable: host }),
-    );
-    let material: Buffer | undefined;
-    let fingerprint: Buffer;
-    try {
-      if (this.measureKeyLength(session, twin) !== request.materialLength) throw invalidKeyMaterial();
-      fingerprint = this.fingerprint(session, twin);
-      if (host) material = this.readValue(session, twin);
-    } finally {
-      this.p11.C_DestroyObject(session, twin);
-    }
-    if (request.target.kind === 'token') {
-      const key = await this.p11.C_UnwrapKeyAsync(
-        session,
-        mechanism,
-        privateKey,
-        request.encryptedMaterial,
-        importedKeyTemplate(request),
-      );
-      this.handles.set(request.target.versionId, key);
-    }
-    return { path: 'native', fingerprint, ...(material ? { material } : {}) };
-  }
-
-  /**
-   * The documented fallback for tokens without OAEP-SHA256 (SoftHSM2 2.6.1): raw RSA inside
-   * the token, EME-OAEP decoding on the host in constant time, then C_CreateObject of a
-   * sensitive key. Every intermediate buffer is zeroed before returning.
-   */
-  private async unwrapOnHost(session: Handle, privateKey: Handle, request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
-    if (request.encryptedMaterial.length !== RSA_MODULUS_BYTES) throw invalidKeyMaterial();
-    this.p11.C_DecryptInit(session, m.rsaX509, privateKey);
-    const raw = await this.p11.C_DecryptAsync(session, request.encryptedMaterial, Buffer.alloc(RSA_MODULUS_BYTES));
-    const em = Buffer.alloc(RSA_MODULUS_BYTES);
-    raw.copy(em, RSA_MODULUS_BYTES - raw.length);
-    raw.fill(0);
-    let decoded: Buffer | undefined;
-    try {
-      decoded = decodeOaep(em, 'sha256');
-      if (decoded.length !== request.materialLength) throw invalidKeyMaterial();
-      const key = this.p11.C_CreateObject(session, importedKeyTemplate(request, decoded));
-      let keep = false;
-      try {
-        const fingerprint = this.fingerprint(session, key);
-        if (request.target.kind === 'token') {
-          this.handles.set(request.target.versionId, key);
-          keep = true;
-        }
-        const material = request.target.kind === 'host' ? Buffer.from(decoded) : undefined;
-        return { path: 'host-oaep-decode', fingerprint, ...(material ? { material } : {}) };
-      } finally {
-        if (!keep) this.p11.C_DestroyObject(session, key);
-      }
-    } finally {
-      em.fill(0);
-      decoded?.fill(0);
-    }
-  }
-
-  /** Length in bytes of an extractable AES key: AES-KWP output is 8 bytes longer than the padded key. */
-  private measureKeyLength(session: Handle, key: Handle): number {
-    const wrapped = this.p11.C_WrapKey(session, m.aesKeyWrapPad, this.rootKey, key, Buffer.alloc(64));
-    return wrapped.length - 8;
-  }
-
-  private readValue(session: Handle, key: Handle): Buffer {
-    const [value] = this.p11.C_GetAttributeValue(session, key, [{ type: pkcs11js.CKA_VALUE }]);
-    const raw = value?.value;
-    if (!Buffer.isBuffer(raw)) throw invalidKeyMaterial();
-    const copy = Buffer.from(raw);
-    raw.fill(0);
-    return copy;
-  }
-
-  private fingerprint(session: Handle, key: Handle): Buffer {
-    if (this.hsmInfo.capabilities.aesCmac) {
-      this.p11.C_SignInit(session, m.aesCmac, key);
-      return Buffer.from(this.p11.C_Sign(session, FINGERPRINT_BLOCK, Buffer.alloc(16)));
-    }
-    this.p11.C_EncryptInit(session, m.aesEcb, key);
-    return Buffer.from(this.p11.C_Encrypt(session, FINGERPRINT_BLOCK, Buffer.alloc(16)));
-  }
 
   private async gcmEncrypt(key: Handle, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
     const iv = nodeRandomBytes(GCM_IV_BYTES);
@@ -394,94 +271,12 @@ export class Pkcs11Hsm implements Hsm {
     }
   }
 
-  /** Looks the version key up once per process; a stale handle (destroyed elsewhere) is re-resolved once. */
-  private async withVersionKey<T>(versionId: string, fn: (key: Handle) => Promise<T>): Promise<T> {
-    const key = await this.findSecretKey(versionId);
-    if (key === undefined) throw internalFailure('The key material of this version is missing from the HSM.');
-    try {
-      return await fn(key);
-    } catch (error) {
-      if (!(error instanceof KmsError) || error.kind !== 'internal') throw error;
-      this.handles.delete(versionId);
-      const again = await this.findSecretKey(versionId);
-      if (again === undefined || again.equals(key)) throw error;
-      return fn(again);
-    }
-  }
-
-  private findSecretKey(id: string): Promise<Handle | undefined> {
-    return this.findCached(id, m.secretKeyById(id));
-  }
-
-  private findPrivateKey(wrappingKeyId: string): Promise<Handle | undefined> {
-    return this.findCached(wrappingHandleKey(wrappingKeyId), m.privateKeyById(wrappingKeyId));
-  }
-
-  /** One token search per object and process; the handle is cached under `cacheKey`. */
-  private async findCached(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
-    const cached = this.handles.get(cacheKey);
-    if (cached) return cached;
-    const [handle] = await this.run('findKey', (session) => findObjects(this.p11, session, template));
-    if (handle) this.handles.set(cacheKey, handle);
-    return handle;
+  /** A version's AES key (cached under its version id); a stale handle is re-resolved once. */
+  private withSecretKey<T>(versionId: string, fn: (key: Handle) => Promise<T>): Promise<T> {
+    return this.cache.withObject(versionId, m.secretKeyById(versionId), () => internalFailure('The key material of this version is missing from the HSM.'), fn);
   }
 }
 
-const wrappingHandleKey = (id: string) => `wrapping:${id}`;
-
-function importedKeyTemplate(request: ImportUnwrapRequest, value?: Buffer): pkcs11js.Template {
-  const target = request.target;
-  return m.aesKeyTemplate({
-    token: target.kind === 'token',
-    // CKA_SIGN lets the token compute the CMAC fingerprint of the material.
-    sign: true,
-    ...(target.kind === 'token' ? { id: target.versionId, label: target.versionId } : {}),
-    ...(value ? { value } : {}),
-  });
-}
-
-/** No oracle: every unwrap failure (padding, length, wrong key, tampering) is one error. */
-function uniformUnwrapError(error: unknown): KmsError {
-  if (error instanceof KmsError && error.kind === 'unavailable') return error;
-  const translated = translatePkcs11Error(error, 'unwrap');
-  if (translated.kind === 'unavailable') return translated;
-  return invalidKeyMaterial();
-}
-
-export { findObjects };
-
-/** Finds or creates the root key (AES-256, seals SOFTWARE-tier material and secrets) and the import-token MAC key. */
-function ensureServiceKeys(p11: pkcs11js.PKCS11, session: Handle): { rootKey: Handle; macKey: Handle } {
-  let [rootKey] = findObjects(p11, session, m.secretKeyById(ROOT_KEY_ID));
-  if (!rootKey) {
-    rootKey = p11.C_GenerateKey(
-      session,
-      m.aesKeyGen,
-      m.aesKeyTemplate({ token: true, id: ROOT_KEY_ID, label: ROOT_KEY_ID, valueLength: 32, wrap: true }),
-    );
-  }
-  let [macKey] = findObjects(p11, session, m.secretKeyById(TOKEN_MAC_KEY_ID));
-  if (!macKey) {
-    macKey = p11.C_GenerateKey(session, { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN }, [
-      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
-      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
-      { type: pkcs11js.CKA_TOKEN, value: true },
-      { type: pkcs11js.CKA_PRIVATE, value: true },
-      { type: pkcs11js.CKA_SENSITIVE, value: true },
-      { type: pkcs11js.CKA_EXTRACTABLE, value: false },
-      { type: pkcs11js.CKA_SIGN, value: true },
-      { type: pkcs11js.CKA_VERIFY, value: true },
-      { type: pkcs11js.CKA_VALUE_LEN, value: 32 },
-      { type: pkcs11js.CKA_ID, value: Buffer.from(TOKEN_MAC_KEY_ID) },
-      { type: pkcs11js.CKA_LABEL, value: TOKEN_MAC_KEY_ID },
-    ]);
-  }
-  return { rootKey, macKey };
-}
-
-function toBase64Url(value: unknown): string {
-  if (!Buffer.isBuffer(value)) throw internalFailure('The token returned no RSA public key component.');
-  return value.toString('base64url');
-}
-
+// Tests and tools import these from here.
+export { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, findObjects };
 export type { HsmCapabilities };

@@ -1,0 +1,256 @@
+/**
+ * Version keys in the token, by spec (hsm.ts `VersionKeySpec`): generation with the
+ * protection read back, lookup, destruction, and the asymmetric operations — signing a
+ * digest, RSA-OAEP decryption (native or DESIGN.md's host fallback), the public half.
+ * AES-GCM with a version key stays in pkcs11-hsm.ts, beside the root key's.
+ */
+import { createPrivateKey, createPublicKey } from 'node:crypto';
+import pkcs11js from 'pkcs11js';
+import {
+  type AsymmetricEncryptionAlgorithm,
+  SHA256_DIGEST_INFO_PREFIX,
+  type SigningAlgorithm,
+  ecdsaRawToDer,
+  oaepHash,
+} from '../../domain/asymmetric.js';
+import { KmsError, internalFailure, invalidCiphertext } from '../../domain/errors.js';
+import { CURVE_OID_DER, type EcCurve } from '../../domain/key-spec.js';
+import type { HsmCapabilities, VersionKeySpec } from '../hsm.js';
+import { rawRsaOaepDecrypt } from './byok-unwrap.js';
+import { translatePkcs11Error } from './errors.js';
+import * as m from './mechanisms.js';
+import type { ObjectHandleCache, SessionRunner } from './object-cache.js';
+import { findObjects } from './object-inventory.js';
+import { assertUnreadable } from './protection.js';
+import { ecPublicKeyDer, rsaPublicKeyDer } from './public-keys.js';
+
+type Handle = pkcs11js.Handle;
+
+/** Cache keys: a secret key is cached under its version id (as before), a pair's halves apart. */
+const privateHalf = (versionId: string) => `private:${versionId}`;
+
+/** Largest signature out of the token: RSA-3072 is 384 bytes; ECDSA r ‖ s on a 256-bit curve 64. */
+const SIGNATURE_BUFFER_BYTES = 512;
+
+const missingMaterial = () => internalFailure('The key material of this version is missing from the HSM.');
+
+export class VersionKeys {
+  /** DER SPKI per version: public, immutable, so cached for the process's life. */
+  private readonly publicKeys = new Map<string, Buffer>();
+
+  constructor(
+    private readonly p11: pkcs11js.PKCS11,
+    private readonly run: SessionRunner,
+    private readonly cache: ObjectHandleCache,
+    private readonly capabilities: HsmCapabilities,
+    private readonly importStrict: boolean,
+  ) {}
+
+  supports(spec: VersionKeySpec): boolean {
+    const caps = this.capabilities;
+    switch (spec.kind) {
+      case 'aes':
+        return caps.aesGcm;
+      case 'rsa':
+        return true;
+      case 'ec':
+        return spec.curve === 'P-256' ? caps.ecdsaP256 : spec.curve === 'secp256k1' ? caps.ecdsaSecp256k1 : caps.ecSm2;
+    }
+  }
+
+  async generate(versionId: string, spec: VersionKeySpec): Promise<void> {
+    if (!this.supports(spec)) throw internalFailure(`The HSM cannot generate ${spec.kind} keys of this spec.`);
+    if (spec.kind === 'aes') {
+      const handle = await this.run('generateVersionKey', async (session) => {
+        const key = await this.p11.C_GenerateKeyAsync(
+          session,
+          m.aesKeyGen,
+          m.aesKeyTemplate({ token: true, id: versionId, label: versionId, valueLength: spec.bits / 8 }),
+        );
+        assertUnreadable(this.p11, session, key);
+        return key;
+      });
+      this.cache.set(versionId, handle);
+      return;
+    }
+    const shape: m.KeyPairShape =
+      spec.kind === 'rsa' ? { kind: 'rsa', bits: spec.bits, use: spec.use } : { kind: 'ec', params: CURVE_OID_DER[spec.curve] };
+    const { publicTemplate, privateTemplate } = m.versionKeyPairTemplates(versionId, shape);
+    const mechanism = spec.kind === 'rsa' ? m.rsaKeyPairGen : m.ecKeyPairGen;
+    const privateKey = await this.run('generateVersionKeyPair', async (session) => {
+      const pair = await this.p11.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate);
+      assertUnreadable(this.p11, session, pair.privateKey, [pair.privateKey, pair.publicKey]);
+      this.publicKeys.set(versionId, spec.kind === 'rsa' ? rsaPublicKeyDer(this.p11, session, pair.publicKey) : ecPublicKeyDer(this.p11, session, pair.publicKey, spec.curve));
+      return pair.privateKey;
+    });
+    this.cache.set(privateHalf(versionId), privateKey);
+  }
+
+  /** Whether the version has its secret key or its private half in the token. */
+  async has(versionId: string): Promise<boolean> {
+    return (
+      (await this.cache.find(versionId, m.secretKeyById(versionId))) !== undefined ||
+      (await this.cache.find(privateHalf(versionId), m.privateKeyById(versionId))) !== undefined
+    );
+  }
+
+  /** Destroys every token object whose CKA_ID is the version id: a secret key, or both halves of a pair. */
+  async destroy(versionId: string): Promise<boolean> {
+    this.cache.forget(versionId);
+    this.cache.forget(privateHalf(versionId));
+    this.publicKeys.delete(versionId);
+    return this.run('destroyVersionKey', (session) => {
+      const found = findObjects(this.p11, session, [
+        { type: pkcs11js.CKA_TOKEN, value: true },
+        { type: pkcs11js.CKA_ID, value: Buffer.from(versionId, 'utf8') },
+      ]);
+      for (const handle of found) this.p11.C_DestroyObject(session, handle);
+      return found.length > 0;
+    });
+  }
+
+  async publicKey(versionId: string): Promise<Buffer> {
+    const cached = this.publicKeys.get(versionId);
+    if (cached) return cached;
+    const der = await this.run('publicKey', (session) => {
+      const [handle] = findObjects(this.p11, session, m.publicKeyById(versionId));
+      if (handle === undefined) throw missingMaterial();
+      const [keyType] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_KEY_TYPE }]);
+      const type = Buffer.isBuffer(keyType?.value) ? keyType.value.readUIntLE(0, keyType.value.length) : keyType?.value;
+      if (type === pkcs11js.CKK_RSA) return rsaPublicKeyDer(this.p11, session, handle);
+      const [params] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_PARAMS }]);
+      const curve = curveOf(params?.value);
+      return ecPublicKeyDer(this.p11, session, handle, curve);
+    });
+    this.publicKeys.set(versionId, der);
+    return der;
+  }
+
+  async sign(versionId: string, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+    return this.withPrivateHalf(versionId, (key) => this.run('sign', (session) => signDigest(this.p11, session, key, algorithm, digest)));
+  }
+
+  /**
+   * SOFTWARE tier (hsm.ts): a session object, sensitive and non-extractable, made from the
+   * unsealed PKCS#8 and destroyed in the same call. (The JWK strings node:crypto hands out
+   * cannot be zeroed; the Buffers are.)
+   */
+  async signWithKeyMaterial(privateKeyPkcs8: Buffer, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+    const template = sessionPrivateKeyTemplate(privateKeyPkcs8, algorithm);
+    try {
+      return await this.run('signWithKeyMaterial', async (session) => {
+        const key = this.p11.C_CreateObject(session, template);
+        try {
+          return await signDigest(this.p11, session, key, algorithm, digest);
+        } finally {
+          this.p11.C_DestroyObject(session, key);
+        }
+      });
+    } finally {
+      for (const attribute of template) if (Buffer.isBuffer(attribute.value)) attribute.value.fill(0);
+    }
+  }
+
+  decryptionPath(algorithm: AsymmetricEncryptionAlgorithm): 'native' | 'host-oaep-decode' | undefined {
+    const caps = this.capabilities;
+    if (algorithm === 'RSAES_OAEP_SHA_1' ? caps.oaepSha1Decrypt : caps.oaepSha256Decrypt) return 'native';
+    // DESIGN.md, as for BYOK import: OAEP-SHA256 only, and never in strict mode (KMS_IMPORT_STRICT).
+    if (algorithm === 'RSAES_OAEP_SHA_256' && !this.importStrict && caps.rsaX509) return 'host-oaep-decode';
+    return undefined;
+  }
+
+  async decrypt(versionId: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+    const path = this.decryptionPath(algorithm);
+    if (path === undefined) throw new KmsError('Rejected.UnsupportedOperation', `Unsupported operation. This HSM cannot decrypt ${algorithm} (strict mode refuses the host OAEP decoding).`);
+    const modulusBytes = (createPublicKey({ key: await this.publicKey(versionId), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
+    // No oracle: a wrong length, bad padding or a token refusal are all the same InvalidCiphertext.
+    if (ciphertext.length !== modulusBytes) throw invalidCiphertext();
+    return this.withPrivateHalf(versionId, (key) =>
+      this.run('asymmetricDecrypt', async (session) => {
+        try {
+          if (path === 'native') {
+            this.p11.C_DecryptInit(session, m.oaepDecrypt(oaepHash(algorithm)), key);
+            return Buffer.from(await this.p11.C_DecryptAsync(session, ciphertext, Buffer.alloc(modulusBytes)));
+          }
+          return await rawRsaOaepDecrypt(this.p11, session, key, ciphertext, modulusBytes, oaepHash(algorithm));
+        } catch (error) {
+          const translated = translatePkcs11Error(error, 'asymmetricDecrypt');
+          if (translated.kind === 'unavailable') throw translated;
+          throw invalidCiphertext();
+        }
+      }),
+    );
+  }
+
+  private withPrivateHalf<T>(versionId: string, fn: (key: Handle) => Promise<T>): Promise<T> {
+    return this.cache.withObject(privateHalf(versionId), m.privateKeyById(versionId), missingMaterial, fn);
+  }
+}
+
+/** Signs a SHA-256 digest; the result is what openssl verifies (DER for ECDSA). */
+export async function signDigest(
+  p11: pkcs11js.PKCS11,
+  session: Handle,
+  key: Handle,
+  algorithm: SigningAlgorithm,
+  digest: Buffer,
+): Promise<Buffer> {
+  switch (algorithm) {
+    case 'RSA_PKCS1_SHA_256':
+      p11.C_SignInit(session, m.rsaPkcs, key);
+      return Buffer.from(await p11.C_SignAsync(session, Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]), Buffer.alloc(SIGNATURE_BUFFER_BYTES)));
+    case 'RSA_PSS_SHA_256':
+      p11.C_SignInit(session, m.rsaPssSha256, key);
+      return Buffer.from(await p11.C_SignAsync(session, digest, Buffer.alloc(SIGNATURE_BUFFER_BYTES)));
+    case 'ECDSA_SHA_256':
+      p11.C_SignInit(session, m.ecdsa, key);
+      return ecdsaRawToDer(Buffer.from(await p11.C_SignAsync(session, digest, Buffer.alloc(SIGNATURE_BUFFER_BYTES))));
+  }
+}
+
+function curveOf(params: unknown): EcCurve {
+  if (Buffer.isBuffer(params)) {
+    for (const [curve, oid] of Object.entries(CURVE_OID_DER) as Array<[EcCurve, Buffer]>) if (oid.equals(params)) return curve;
+  }
+  throw internalFailure('The token holds an EC key on an unknown curve.');
+}
+
+/** A transient signing key (session object) from PKCS#8 DER: RSA CRT components, or EC params and d. */
+function sessionPrivateKeyTemplate(pkcs8: Buffer, algorithm: SigningAlgorithm): pkcs11js.Template {
+  const jwk = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'jwk' });
+  const b = (value: string | undefined): Buffer => {
+    if (value === undefined) throw internalFailure('The sealed private key is incomplete.');
+    return Buffer.from(value, 'base64url');
+  };
+  const common: pkcs11js.Template = [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PRIVATE_KEY },
+    { type: pkcs11js.CKA_TOKEN, value: false },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_SIGN, value: true },
+  ];
+  if (jwk.kty === 'RSA') {
+    if (algorithm === 'ECDSA_SHA_256') throw internalFailure('An RSA key cannot sign with ECDSA.');
+    return [
+      ...common,
+      { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+      { type: pkcs11js.CKA_MODULUS, value: b(jwk.n) },
+      { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: b(jwk.e) },
+      { type: pkcs11js.CKA_PRIVATE_EXPONENT, value: b(jwk.d) },
+      { type: pkcs11js.CKA_PRIME_1, value: b(jwk.p) },
+      { type: pkcs11js.CKA_PRIME_2, value: b(jwk.q) },
+      { type: pkcs11js.CKA_EXPONENT_1, value: b(jwk.dp) },
+      { type: pkcs11js.CKA_EXPONENT_2, value: b(jwk.dq) },
+      { type: pkcs11js.CKA_COEFFICIENT, value: b(jwk.qi) },
+    ];
+  }
+  const curve: EcCurve | undefined = jwk.crv === 'P-256' ? 'P-256' : jwk.crv === 'secp256k1' ? 'secp256k1' : undefined;
+  if (curve === undefined || algorithm !== 'ECDSA_SHA_256') throw internalFailure('Unsupported sealed private key.');
+  return [
+    ...common,
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC },
+    { type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from(CURVE_OID_DER[curve]) },
+    { type: pkcs11js.CKA_VALUE, value: b(jwk.d) },
+  ];
+}
