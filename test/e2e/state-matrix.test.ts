@@ -69,6 +69,10 @@ type Row = readonly [enabled: string, disabled: string, pendingDeletion: string,
 const MATRIX: ReadonlyArray<[action: string, query: (f: Fixture) => Record<string, unknown>, expected: Row]> = [
   ['Encrypt', (f) => ({ KeyId: f.keyId, Plaintext: 'x' }), [OK, D, PD, PI]],
   ['Decrypt', (f) => ({ CiphertextBlob: f.ciphertext }), [OK, D, PD, PI]],
+  ['GenerateDataKey', (f) => ({ KeyId: f.keyId }), [OK, D, PD, PI]],
+  ['GenerateDataKeyWithoutPlaintext', (f) => ({ KeyId: f.keyId, NumberOfBytes: 16 }), [OK, D, PD, PI]],
+  // The source side of ReEncrypt (the destination, an Enabled key, is reached by alias).
+  ['ReEncrypt', (f) => ({ CiphertextBlob: f.ciphertext, DestinationKeyId: f.otherAlias }), [OK, D, PD, PI]],
   ['UpdateKeyDescription', (f) => ({ KeyId: f.keyId, Description: 'd' }), [OK, OK, PD, OK]],
   ['SetDeletionProtection', (f) => ({ KeyId: f.keyId, EnableDeletionProtection: true }), [OK, OK, PD, OK]],
   ['TagResource', (f) => ({ KeyId: f.keyId, Tags: JSON.stringify([{ TagKey: 'k', TagValue: 'v' }]) }), [OK, OK, PD, OK]],
