@@ -21,9 +21,8 @@ import {
 } from '../domain/data-keys.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
 import type { WrappingAlgorithm } from '../domain/import-token.js';
-import type { KeyAction } from '../domain/key.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { openBlob, sealToBlob, sealingKey } from './symmetric-blobs.js';
+import { type SymmetricAction, openBlob, sealToBlob, sealingKey } from './symmetric-blobs.js';
 
 export interface DataKeyRequest {
   keyId: string;
@@ -55,7 +54,7 @@ export interface GeneratedDataKey {
  */
 async function generate<T>(
   deps: ServiceDeps,
-  action: KeyAction,
+  action: SymmetricAction,
   input: DataKeyRequest,
   caller: Caller,
   beforeUse: () => void,

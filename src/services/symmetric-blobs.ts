@@ -5,8 +5,8 @@
  * dispatch (`sealWith` / `openWith`) is theirs.
  */
 import { decodeCiphertextBlob, encodeCiphertextBlob } from '../domain/ciphertext.js';
-import { KmsError, internalFailure, keyNotFound, unsupportedOperation } from '../domain/errors.js';
-import { type Key, type KeyAction, assertAllowed, isSymmetricSpec } from '../domain/key.js';
+import { KmsError, internalFailure, keyNotFound } from '../domain/errors.js';
+import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows } from '../domain/key.js';
 import { getKey } from '../store/keys.js';
 import { type KeyVersion, getVersion } from '../store/versions.js';
 import type { Caller, ServiceDeps } from './context.js';
@@ -19,16 +19,8 @@ export interface SealingKey {
   version: KeyVersion;
 }
 
-/**
- * Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions can use (§5.2); an
- * asymmetric or MAC key is refused before any HSM call.
- * @throws Rejected.UnsupportedOperation
- */
-function assertSymmetricEncryptionKey(key: Key, action: KeyAction): void {
-  if (!isSymmetricSpec(key.keySpec) || key.keyUsage !== 'ENCRYPT/DECRYPT') {
-    throw unsupportedOperation(`${action} needs a symmetric key with KeyUsage ENCRYPT/DECRYPT; this key is ${key.keySpec} ${key.keyUsage}.`);
-  }
-}
+/** The actions served here: each has a row in both tables of domain/key.ts (state and usage). */
+export type SymmetricAction = KeyAction & UsageAction;
 
 /**
  * Loads the key a `KeyId` names, for `action`, with its primary version (seed 002: encryption
@@ -36,10 +28,11 @@ function assertSymmetricEncryptionKey(key: Key, action: KeyAction): void {
  * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404, also for a key the caller may
  *   not see), Rejected.<State> (409), Rejected.UnsupportedOperation
  */
-export async function sealingKey(deps: ServiceDeps, reference: string, action: KeyAction, caller: Caller): Promise<SealingKey> {
+export async function sealingKey(deps: ServiceDeps, reference: string, action: SymmetricAction, caller: Caller): Promise<SealingKey> {
   const key = await loadKey(deps, deps.db, reference, caller);
   assertAllowed(action, key.state);
-  assertSymmetricEncryptionKey(key, action);
+  // Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions use (the usage table).
+  assertUsageAllows(action, key);
   if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
   const version = await getVersion(deps.db, key.primaryVersionId);
   if (!version) throw internalFailure('The primary version of the key is missing.');
@@ -65,7 +58,7 @@ export interface OpenedBlob {
  * @throws InvalidCiphertext (also for a wrong EncryptionContext), Forbidden.KeyNotFound (404),
  *   Rejected.<State> (409), Rejected.UnsupportedOperation
  */
-export async function openBlob(deps: ServiceDeps, blobText: string, aad: Buffer | undefined, action: KeyAction, caller: Caller): Promise<OpenedBlob> {
+export async function openBlob(deps: ServiceDeps, blobText: string, aad: Buffer | undefined, action: SymmetricAction, caller: Caller): Promise<OpenedBlob> {
   const blob = decodeCiphertextBlob(blobText);
   const version = await getVersion(deps.db, blob.keyVersionId);
   if (!version) throw keyNotFound();
@@ -73,7 +66,8 @@ export async function openBlob(deps: ServiceDeps, blobText: string, aad: Buffer 
   if (!key) throw keyNotFound();
   authorizeKey(caller, key);
   assertAllowed(action, key.state);
-  assertSymmetricEncryptionKey(key, action);
+  // Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions use (the usage table).
+  assertUsageAllows(action, key);
   if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
   const plaintext = await openWith(deps, version, blob, aad);
   return { key, version, plaintext };

@@ -142,6 +142,24 @@ describe('NumberOfBytes and KeySpec (§3.4: NumberOfBytes 1–1024 wins over Key
     }
   });
 
+  it('the usage table applies (domain/key.ts): an asymmetric key makes no data key and takes no ReEncrypt → 400 Rejected.UnsupportedOperation', async () => {
+    for (const KeyUsage of ['ENCRYPT/DECRYPT', 'SIGN/VERIFY']) {
+      const rsa = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'RSA_2048', KeyUsage })).KeyMetadata.KeyId as string;
+      const { publicKey } = rsaPair();
+      const blob = (await call('Encrypt', { KeyId: keys.SOFTWARE, Plaintext: 'x' })).CiphertextBlob;
+      const cases: Array<[string, Record<string, unknown>]> = [
+        ['GenerateDataKey', { KeyId: rsa }],
+        ['GenerateDataKeyWithoutPlaintext', { KeyId: rsa }],
+        ['GenerateAndExportDataKey', { KeyId: rsa, PublicKeyBlob: publicKey, WrappingAlgorithm: 'RSAES_OAEP_SHA_256', WrappingKeySpec: 'RSA_2048' }],
+        ['ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: rsa }],
+      ];
+      for (const [action, query] of cases) {
+        const e = await sdkError(() => call(action, query));
+        expect({ action, KeyUsage, code: e.code, status: e.statusCode }).toEqual({ action, KeyUsage, code: 'Rejected.UnsupportedOperation', status: 400 });
+      }
+    }
+  });
+
   it('data keys use the primary version: after a rotation the new blobs name the new version, old ones still decrypt', async () => {
     const keyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
     const before = await call('GenerateDataKey', { KeyId: keyId });
