@@ -112,3 +112,34 @@ function derLength(n: number): Buffer {
   if (n < 0x100) return Buffer.from([0x81, n]);
   return Buffer.from([0x82, n >> 8, n & 0xff]);
 }
+
+/**
+ * The inverse of `ecdsaRawToDer`, for verification in the token (CKM_ECDSA takes r ‖ s).
+ * Returns undefined for anything that is not a well-formed signature of this size, which
+ * verification answers as `false`.
+ */
+export function ecdsaDerToRaw(der: Buffer, componentBytes: number): Buffer | undefined {
+  let offset = 0;
+  const readLength = (): number | undefined => {
+    const first = der[offset++];
+    if (first === undefined) return undefined;
+    if (first < 0x80) return first;
+    if (first === 0x81) return der[offset++];
+    return undefined;
+  };
+  if (der[offset++] !== 0x30) return undefined;
+  const seqLength = readLength();
+  if (seqLength === undefined || offset + seqLength !== der.length) return undefined;
+  const parts: Buffer[] = [];
+  for (let i = 0; i < 2; i++) {
+    if (der[offset++] !== 0x02) return undefined;
+    const length = readLength();
+    if (length === undefined || length === 0 || offset + length > der.length) return undefined;
+    let value = der.subarray(offset, offset + length);
+    offset += length;
+    while (value.length > 1 && value[0] === 0) value = value.subarray(1);
+    if (value.length > componentBytes) return undefined;
+    parts.push(Buffer.concat([Buffer.alloc(componentBytes - value.length), value]));
+  }
+  return offset === der.length ? Buffer.concat(parts) : undefined;
+}

@@ -36,8 +36,12 @@ export interface HsmCapabilities {
   /** CKM_EC_KEY_PAIR_GEN + CKM_ECDSA on each named curve. */
   ecdsaP256: boolean;
   ecdsaSecp256k1: boolean;
-  /** An EC key pair on the SM2 curve (GB/T 32918); SoftHSM2 2.6.1 has none. */
-  ecSm2: boolean;
+  /**
+   * C_GenerateKeyPair on the SM2 curve (GB/T 32918) works. SoftHSM2 over OpenSSL 3 says yes,
+   * but that is only the curve: SM2DSA / SM2PKE are not ECDSA and PKCS#11 standardises no
+   * mechanism for them, so EC_SM2 keys are still refused (hsm/pkcs11/version-keys.ts).
+   */
+  ecSm2Curve: boolean;
 }
 
 /**
@@ -135,6 +139,11 @@ export interface Hsm {
    * (PKCS#8 DER), destroyed at once. The caller zeroes its buffer.
    */
   signWithKeyMaterial(privateKeyPkcs8: Buffer, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer>;
+  /**
+   * Verifies a signature over a SHA-256 digest with a public key (DER SPKI), in the token:
+   * node:crypto only verifies over messages it hashes itself. A malformed signature is false.
+   */
+  verifyWithPublicKey(publicKeyDer: Buffer, algorithm: SigningAlgorithm, digest: Buffer, signature: Buffer): Promise<boolean>;
   /** Whether AsymmetricDecrypt with `algorithm` works here (natively, or through the allowed fallback). */
   supportsAsymmetricDecryption(algorithm: AsymmetricEncryptionAlgorithm): boolean;
   /**

@@ -83,7 +83,11 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
     }
     // Probed at start (hsm/pkcs11/capabilities.ts), never guessed: SoftHSM2 2.6.1 has no SM2.
     if (protection === 'HSM' && !deps.hsm.supportsVersionKey(keySpecOfVersions)) {
-      throw invalidParameter('KeySpec', `${spec} is not available: the HSM of this deployment cannot generate such keys (see /health capabilities).`);
+      const why =
+        spec === 'EC_SM2'
+          ? `the HSM ${deps.hsm.info().capabilities.ecSm2Curve ? 'can make keys on the SM2 curve but' : 'cannot make SM2 keys and'} has no SM2DSA/SM2PKE mechanism (ECDSA on the SM2 curve is not SM2DSA)`
+          : 'the HSM of this deployment cannot generate such keys';
+      throw invalidParameter('KeySpec', `${spec} is not available for HSM keys: ${why} (see /health capabilities).`);
     }
     const storage = protection === 'HSM' ? (input.keyStorageMechanism ?? 'HsmInternal') : undefined;
     if (protection === 'SOFTWARE' && input.keyStorageMechanism !== undefined) {

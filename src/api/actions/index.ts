@@ -1,4 +1,5 @@
 import type { ActionTable } from './action.js';
+import { asymmetricActions } from './asymmetric.js';
 import { cryptoActions } from './crypto.js';
 import { dataKeyActions } from './data-keys.js';
 import { importActions } from './import.js';
@@ -14,6 +15,7 @@ import { versionActions } from './versions.js';
 export const allActions: ActionTable = {
   ...keyActions,
   ...cryptoActions,
+  ...asymmetricActions,
   ...dataKeyActions,
   ...reEncryptActions,
   ...randomActions,

@@ -81,7 +81,7 @@ export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): 
         const probe = p11.C_GenerateKeyPair(session, shape.kind === 'rsa' ? m.rsaKeyPairGen : m.ecKeyPairGen, publicTemplate, privateTemplate);
         track(probe.publicKey);
         track(probe.privateKey);
-        if (curve === 'SM2') return true; // key generation is all SM2 needs to be offered (sign/encrypt are not implemented)
+        if (curve === 'SM2') return true; // only the curve: see HsmCapabilities.ecSm2Curve
         const spki = curve ? ecPublicKeyDer(p11, session, probe.publicKey, curve) : rsaPublicKeyDer(p11, session, probe.publicKey);
         const key = createPublicKey({ key: spki, format: 'der', type: 'spki' });
         const algorithm = curve ? 'ECDSA_SHA_256' : 'RSA_PSS_SHA_256';
@@ -102,7 +102,7 @@ export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): 
       rsaPss: await signatureVerifies({ kind: 'rsa', bits: 1024, use: 'sign' }, undefined),
       ecdsaP256: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER['P-256'] }, 'P-256'),
       ecdsaSecp256k1: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER.secp256k1 }, 'secp256k1'),
-      ecSm2: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER.SM2 }, 'SM2'),
+      ecSm2Curve: await signatureVerifies({ kind: 'ec', params: CURVE_OID_DER.SM2 }, 'SM2'),
       aesGcm: attempt(() => {
         const iv = randomBytes(12);
         const aad = Buffer.from('probe');

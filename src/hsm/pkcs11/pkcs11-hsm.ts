@@ -138,6 +138,10 @@ export class Pkcs11Hsm implements Hsm {
     return this.versionKeys.signWithKeyMaterial(privateKeyPkcs8, algorithm, digest);
   }
 
+  verifyWithPublicKey(publicKeyDer: Buffer, algorithm: SigningAlgorithm, digest: Buffer, signature: Buffer): Promise<boolean> {
+    return this.versionKeys.verifyWithPublicKey(publicKeyDer, algorithm, digest, signature);
+  }
+
   supportsAsymmetricDecryption(algorithm: AsymmetricEncryptionAlgorithm): boolean {
     return this.versionKeys.decryptionPath(algorithm) !== undefined;
   }

@@ -10,14 +10,15 @@ import {
   type AsymmetricEncryptionAlgorithm,
   SHA256_DIGEST_INFO_PREFIX,
   type SigningAlgorithm,
+  ecdsaDerToRaw,
   ecdsaRawToDer,
   oaepHash,
 } from '../../domain/asymmetric.js';
 import { KmsError, internalFailure, invalidCiphertext } from '../../domain/errors.js';
-import { CURVE_OID_DER, type EcCurve } from '../../domain/key-spec.js';
+import { CURVE_OID_DER, CURVE_ORDER_BYTES, type EcCurve } from '../../domain/key-spec.js';
 import type { HsmCapabilities, VersionKeySpec } from '../hsm.js';
 import { rawRsaOaepDecrypt } from './byok-unwrap.js';
-import { translatePkcs11Error } from './errors.js';
+import { pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import type { ObjectHandleCache, SessionRunner } from './object-cache.js';
 import { findObjects } from './object-inventory.js';
@@ -31,6 +32,14 @@ const privateHalf = (versionId: string) => `private:${versionId}`;
 
 /** Largest signature out of the token: RSA-3072 is 384 bytes; ECDSA r ‖ s on a 256-bit curve 64. */
 const SIGNATURE_BUFFER_BYTES = 512;
+
+/** Result codes that mean "this signature does not verify", not a broken token. */
+const SIGNATURE_REJECTED = new Set<number>([
+  pkcs11js.CKR_SIGNATURE_INVALID,
+  pkcs11js.CKR_SIGNATURE_LEN_RANGE,
+  pkcs11js.CKR_DATA_LEN_RANGE,
+  pkcs11js.CKR_DATA_INVALID,
+]);
 
 const missingMaterial = () => internalFailure('The key material of this version is missing from the HSM.');
 
@@ -54,7 +63,9 @@ export class VersionKeys {
       case 'rsa':
         return true;
       case 'ec':
-        return spec.curve === 'P-256' ? caps.ecdsaP256 : spec.curve === 'secp256k1' ? caps.ecdsaSecp256k1 : caps.ecSm2;
+        // SM2: a key on the curve is not enough — SM2DSA and SM2PKE are vendor mechanisms
+        // (PKCS#11 defines none) that no token we know of has been probed for. Refused.
+        return spec.curve === 'P-256' ? caps.ecdsaP256 : spec.curve === 'secp256k1' ? caps.ecdsaSecp256k1 : false;
     }
   }
 
@@ -149,6 +160,63 @@ export class VersionKeys {
     } finally {
       for (const attribute of template) if (Buffer.isBuffer(attribute.value)) attribute.value.fill(0);
     }
+  }
+
+  /**
+   * Verifies a signature over a SHA-256 digest with a public key (DER SPKI) in the token, as
+   * a transient session object: node:crypto can only verify over a message it hashes itself.
+   * Used for both tiers; the public key is no secret. A malformed signature is `false`.
+   */
+  async verifyWithPublicKey(publicKeyDer: Buffer, algorithm: SigningAlgorithm, digest: Buffer, signature: Buffer): Promise<boolean> {
+    const jwk = createPublicKey({ key: publicKeyDer, format: 'der', type: 'spki' }).export({ format: 'jwk' });
+    let template: pkcs11js.Template;
+    let input = signature;
+    let data = digest;
+    let mechanism: pkcs11js.Mechanism;
+    const common: pkcs11js.Template = [
+      { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_PUBLIC_KEY },
+      { type: pkcs11js.CKA_TOKEN, value: false },
+      { type: pkcs11js.CKA_VERIFY, value: true },
+    ];
+    if (jwk.kty === 'RSA' && algorithm !== 'ECDSA_SHA_256') {
+      template = [
+        ...common,
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA },
+        { type: pkcs11js.CKA_MODULUS, value: Buffer.from(jwk.n ?? '', 'base64url') },
+        { type: pkcs11js.CKA_PUBLIC_EXPONENT, value: Buffer.from(jwk.e ?? '', 'base64url') },
+      ];
+      mechanism = algorithm === 'RSA_PSS_SHA_256' ? m.rsaPssSha256 : m.rsaPkcs;
+      if (algorithm === 'RSA_PKCS1_SHA_256') data = Buffer.concat([SHA256_DIGEST_INFO_PREFIX, digest]);
+    } else if (jwk.kty === 'EC' && algorithm === 'ECDSA_SHA_256' && (jwk.crv === 'P-256' || jwk.crv === 'secp256k1')) {
+      const curve: EcCurve = jwk.crv;
+      const raw = ecdsaDerToRaw(signature, CURVE_ORDER_BYTES[curve]);
+      if (raw === undefined) return false;
+      input = raw;
+      const point = Buffer.concat([Buffer.from([0x04]), Buffer.from(jwk.x ?? '', 'base64url'), Buffer.from(jwk.y ?? '', 'base64url')]);
+      template = [
+        ...common,
+        { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC },
+        { type: pkcs11js.CKA_EC_PARAMS, value: Buffer.from(CURVE_OID_DER[curve]) },
+        // PKCS#11 v2.40: CKA_EC_POINT is the DER OCTET STRING of the point.
+        { type: pkcs11js.CKA_EC_POINT, value: Buffer.concat([Buffer.from([0x04, point.length]), point]) },
+      ];
+      mechanism = m.ecdsa;
+    } else {
+      throw internalFailure('The public key does not match the signing algorithm.');
+    }
+    return this.run('verify', async (session) => {
+      const key = this.p11.C_CreateObject(session, template);
+      try {
+        this.p11.C_VerifyInit(session, mechanism, key);
+        return await this.p11.C_VerifyAsync(session, data, input);
+      } catch (error) {
+        const code = pkcs11Code(error);
+        if (code !== undefined && SIGNATURE_REJECTED.has(code)) return false;
+        throw error;
+      } finally {
+        this.p11.C_DestroyObject(session, key);
+      }
+    });
   }
 
   decryptionPath(algorithm: AsymmetricEncryptionAlgorithm): 'native' | 'host-oaep-decode' | undefined {

@@ -1,0 +1,168 @@
+/**
+ * The asymmetric use cases (issue 15, alibaba-api.md §3.4): GetPublicKey, AsymmetricSign /
+ * AsymmetricVerify and AsymmetricEncrypt / AsymmetricDecrypt, on both tiers. Every one names
+ * its version (`KeyVersionId`, required as in Alibaba's API) and checks, in order: the key
+ * exists and is visible, its usage allows the action (domain/key.ts usage table), its state
+ * does, and the version belongs to it.
+ *
+ * Tier dispatch: a `token` version's private half is in the HSM (sign and decrypt there); a
+ * `sealed` version's PKCS#8 is unsealed from the root key into the SOFTWARE cache (decrypt
+ * with node:crypto, sign through `Hsm.signWithKeyMaterial`). Public-key operations (verify,
+ * encrypt) only need the public key and run alike for both tiers.
+ */
+import { constants, createPublicKey, publicEncrypt } from 'node:crypto';
+import {
+  type AsymmetricEncryptionAlgorithm,
+  type SigningAlgorithm,
+  assertEncryptionAlgorithm,
+  assertSigningAlgorithm,
+  decodeBase64Param,
+  decodeDigest,
+  maxOaepPlaintextBytes,
+  oaepHash,
+} from '../domain/asymmetric.js';
+import { internalFailure, invalidParameter, keyVersionNotFound, unsupportedOperation } from '../domain/errors.js';
+import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
+import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js';
+import { type KeyVersion, getVersion } from '../store/versions.js';
+import type { Caller, ServiceDeps } from './context.js';
+import { loadKey } from './key-lookup.js';
+
+export interface AsymmetricTarget {
+  /** `KeyId`: an id, alias or ARN. */
+  keyId: string;
+  keyVersionId: string;
+}
+
+type AsymmetricAction = UsageAction & KeyAction;
+
+/**
+ * The key and version an asymmetric action works on.
+ * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404; also for a version of another
+ *   key), Rejected.UnsupportedOperation (400, wrong usage), Rejected.<State> (409)
+ */
+export async function loadAsymmetricVersion(
+  deps: ServiceDeps,
+  target: AsymmetricTarget,
+  action: AsymmetricAction,
+  caller: Caller,
+): Promise<{ key: Key; version: KeyVersion }> {
+  const key = await loadKey(deps, deps.db, target.keyId, caller);
+  assertUsageAllows(action, key);
+  assertAllowed(action, key.state);
+  const version = await getVersion(deps.db, target.keyVersionId);
+  if (!version || version.keyId !== key.id) throw keyVersionNotFound();
+  if (!version.hasMaterial) throw internalFailure('An asymmetric version has no material.');
+  return { key, version };
+}
+
+/** GetPublicKey: PEM SubjectPublicKeyInfo. */
+export async function getPublicKey(
+  deps: ServiceDeps,
+  target: AsymmetricTarget,
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; publicKeyPem: string }> {
+  const { key, version } = await loadAsymmetricVersion(deps, target, 'GetPublicKey', caller);
+  const der = await publicKeyDer(deps, version);
+  const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString();
+  return { keyId: key.id, keyVersionId: version.id, publicKeyPem: pem };
+}
+
+/** AsymmetricSign: `Digest` is the base64 SHA-256 digest; the signature is base64 (DER for ECDSA). */
+export async function asymmetricSign(
+  deps: ServiceDeps,
+  input: AsymmetricTarget & { algorithm: string; digest: string },
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; value: string }> {
+  const { key, version } = await loadAsymmetricVersion(deps, input, 'AsymmetricSign', caller);
+  const algorithm = assertSigningAlgorithm(keyShape(key.keySpec), input.algorithm);
+  const digest = decodeDigest(input.digest);
+  const signature = await signWith(deps, version, algorithm, digest);
+  return { keyId: key.id, keyVersionId: version.id, value: signature.toString('base64') };
+}
+
+/** AsymmetricVerify: `Value` true only when the signature verifies over the digest. */
+export async function asymmetricVerify(
+  deps: ServiceDeps,
+  input: AsymmetricTarget & { algorithm: string; digest: string; value: string },
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; value: boolean }> {
+  const { key, version } = await loadAsymmetricVersion(deps, input, 'AsymmetricVerify', caller);
+  const algorithm = assertSigningAlgorithm(keyShape(key.keySpec), input.algorithm);
+  const digest = decodeDigest(input.digest);
+  const signature = decodeBase64Param('Value', input.value);
+  const valid = signature.length > 0 && (await deps.hsm.verifyWithPublicKey(await publicKeyDer(deps, version), algorithm, digest, signature));
+  return { keyId: key.id, keyVersionId: version.id, value: valid };
+}
+
+/** AsymmetricEncrypt with the version's public key (RSA-OAEP, node:crypto on both tiers). */
+export async function asymmetricEncrypt(
+  deps: ServiceDeps,
+  input: AsymmetricTarget & { algorithm: string; plaintext: string },
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; ciphertextBlob: string }> {
+  const { key, version } = await loadAsymmetricVersion(deps, input, 'AsymmetricEncrypt', caller);
+  const shape = keyShape(key.keySpec);
+  const algorithm = assertEncryptionAlgorithm(shape, input.algorithm);
+  const plaintext = decodeBase64Param('Plaintext', input.plaintext);
+  const max = shape.kind === 'rsa' ? maxOaepPlaintextBytes(shape.bits, algorithm) : 0;
+  if (plaintext.length === 0 || plaintext.length > max) {
+    throw invalidParameter('Plaintext', `It must be the base64 of 1 to ${max} bytes for ${key.keySpec} with ${algorithm}.`);
+  }
+  const publicKey = createPublicKey({ key: await publicKeyDer(deps, version), format: 'der', type: 'spki' });
+  const ciphertext = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: oaepHash(algorithm) }, plaintext);
+  return { keyId: key.id, keyVersionId: version.id, ciphertextBlob: ciphertext.toString('base64') };
+}
+
+/**
+ * AsymmetricDecrypt — also the service ReEncrypt's asymmetric source form calls (pass
+ * `action: 'ReEncryptFromAsymmetric'` there so the usage and state tables answer for it).
+ * The plaintext is returned as bytes; the action base64-encodes it.
+ * @throws InvalidCiphertext (400) for every decryption failure (no padding oracle);
+ *   Rejected.UnsupportedOperation when the HSM cannot do the algorithm (strict mode and no
+ *   native OAEP-SHA256)
+ */
+export async function asymmetricDecrypt(
+  deps: ServiceDeps,
+  input: AsymmetricTarget & { algorithm: string; ciphertextBlob: string | Buffer; action?: 'AsymmetricDecrypt' | 'ReEncryptFromAsymmetric' },
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; plaintext: Buffer }> {
+  // ReEncrypt's asymmetric source is decrypted exactly as AsymmetricDecrypt would (same state row).
+  const { key, version } = await loadAsymmetricVersion(deps, input, 'AsymmetricDecrypt', caller);
+  if (input.action === 'ReEncryptFromAsymmetric') assertUsageAllows('ReEncryptFromAsymmetric', key);
+  const algorithm = assertEncryptionAlgorithm(keyShape(key.keySpec), input.algorithm);
+  const ciphertext =
+    typeof input.ciphertextBlob === 'string' ? decodeBase64Param('CiphertextBlob', input.ciphertextBlob) : input.ciphertextBlob;
+  const plaintext = await decryptWith(deps, version, algorithm, ciphertext);
+  return { keyId: key.id, keyVersionId: version.id, plaintext };
+}
+
+// ---- tier dispatch --------------------------------------------------------------------------
+
+async function publicKeyDer(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
+  if (version.storage === 'token') return deps.hsm.versionPublicKey(version.id);
+  return publicKeyOfPkcs8(await privateKeyPkcs8(deps, version));
+}
+
+async function signWith(deps: ServiceDeps, version: KeyVersion, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+  if (version.storage === 'token') return deps.hsm.signWithVersionKey(version.id, algorithm, digest);
+  return deps.hsm.signWithKeyMaterial(await privateKeyPkcs8(deps, version), algorithm, digest);
+}
+
+async function decryptWith(deps: ServiceDeps, version: KeyVersion, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+  if (version.storage === 'token') {
+    if (!deps.hsm.supportsAsymmetricDecryption(algorithm)) {
+      throw unsupportedOperation(`This HSM cannot decrypt ${algorithm} natively, and strict mode (KMS_IMPORT_STRICT) refuses the host OAEP decoding.`);
+    }
+    return deps.hsm.decryptWithVersionKeyPair(version.id, algorithm, ciphertext);
+  }
+  return decryptWithPkcs8(await privateKeyPkcs8(deps, version), algorithm, ciphertext);
+}
+
+/** The SOFTWARE tier's unsealed PKCS#8, cached like symmetric material (zeroed on eviction). */
+function privateKeyPkcs8(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
+  return deps.software.material(version.id, async () => {
+    if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
+    return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));
+  });
+}
