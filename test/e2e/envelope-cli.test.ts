@@ -119,6 +119,37 @@ describe('envelope encryption with the kms CLI', () => {
     expect(back.stdout.toString()).toBe('moved');
   });
 
+  it("README's shell example: kms data-key, openssl with the key, kms decrypt of the blob, kms re-encrypt", SLOW, async () => {
+    const suffix = Date.now().toString(36);
+    await call('CreateAlias', { AliasName: `alias/orders-${suffix}`, KeyId: hsmKey });
+    await call('CreateAlias', { AliasName: `alias/archive-${suffix}`, KeyId: softwareKey });
+    const work = await mkdtemp(path.join(dir, 'readme-'));
+    await writeFile(path.join(work, 'orders.csv'), 'id,total\n42,19.99\n');
+    const script = [
+      'set -euo pipefail',
+      `kms() { "${process.execPath}" "${BIN}" "$@"; }`,
+      `kms data-key alias/orders-${suffix} > dk.json`,
+      'iv=$(openssl rand -hex 16)',
+      'openssl enc -aes-256-cbc -K "$(jq -r .Plaintext dk.json | base64 -d | xxd -p -c 64)" -iv "$iv" -in orders.csv -out orders.enc',
+      'jq -r .CiphertextBlob dk.json > dk.blob && rm dk.json',
+      'openssl enc -d -aes-256-cbc -K "$(kms decrypt dk.blob | xxd -p -c 64)" -iv "$iv" -in orders.enc',
+      `kms re-encrypt dk.blob --to alias/archive-${suffix} > dk2.json`,
+      'openssl enc -d -aes-256-cbc -K "$(kms decrypt dk2.json | xxd -p -c 64)" -iv "$iv" -in orders.enc',
+    ].join('\n');
+    const base = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('KMS_')));
+    const child = spawn('bash', ['-c', script], {
+      cwd: work,
+      env: { ...base, KMS_DATA_DIR: dir, KMS_ENDPOINT: server.endpoint, KMS_ACCESS_KEY_ID: server.admin.accessKeyId, KMS_ACCESS_KEY_SECRET: server.admin.accessKeySecret },
+    });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    const code = await new Promise<number>((resolve) => child.on('close', (c) => resolve(c ?? -1)));
+    expect(code, Buffer.concat(err).toString()).toBe(0);
+    expect(Buffer.concat(out).toString()).toBe('id,total\n42,19.99\n'.repeat(2));
+  });
+
   it('kms random prints a password from GetRandomPassword', SLOW, async () => {
     const r = await kms(['random', '--length', '12', '--no-punctuation']);
     expect(r.code, r.stderr).toBe(0);
