@@ -269,3 +269,44 @@ describe('parameter errors', () => {
     expect(error.data.Message).toContain('Algorithm');
   });
 });
+
+describe('OAEP-SHA256 on a token without it (SoftHSM2 2.6.1): the documented fallback, off in strict mode', () => {
+  it('the token lacks native OAEP-SHA256 decryption, so the HSM-tier SHA-256 cases above took the host OAEP decoding', () => {
+    const caps = server.kms.deps.hsm.info().capabilities;
+    expect(caps.oaepSha256Decrypt).toBe(false);
+    expect(caps.oaepSha1Decrypt).toBe(true);
+    expect(caps.rsaX509).toBe(true);
+    expect(server.kms.deps.hsm.supportsAsymmetricDecryption('RSAES_OAEP_SHA_256')).toBe(true);
+  });
+
+  describe('strict mode (KMS_IMPORT_STRICT=true)', () => {
+    let strict: TestServer;
+    beforeAll(async () => {
+      strict = await startServer({ env: { KMS_IMPORT_STRICT: 'true' } });
+    });
+    afterAll(async () => {
+      await strict?.stop();
+    });
+
+    it('refuses AsymmetricDecrypt with RSAES_OAEP_SHA_256 on the HSM tier (400), still decrypts OAEP-SHA1 and the SOFTWARE tier', async () => {
+      const strictCall = openApiClient(strict.endpoint, strict.admin);
+      const created = await strictCall('CreateKey', { DKMSInstanceId: strict.hsmInstanceId, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' });
+      const key = { KeyId: created.KeyMetadata.KeyId as string, KeyVersionId: created.KeyMetadata.PrimaryKeyVersion as string };
+      const pem = (await strictCall('GetPublicKey', key)).PublicKey as string;
+      const encrypt = (hash: 'sha1' | 'sha256') =>
+        publicEncrypt({ key: createPublicKey(pem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: hash }, Buffer.from('strict')).toString('base64');
+      const refused = await sdkError(() => strictCall('AsymmetricDecrypt', { ...key, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: encrypt('sha256') }));
+      expect(refused).toMatchObject({ code: 'Rejected.UnsupportedOperation', statusCode: 400 });
+      expect(refused.data.Message).toMatch(/RSAES_OAEP_SHA_256.*strict/);
+      const sha1 = await strictCall('AsymmetricDecrypt', { ...key, Algorithm: 'RSAES_OAEP_SHA_1', CiphertextBlob: encrypt('sha1') });
+      expect(Buffer.from(sha1.Plaintext as string, 'base64').toString()).toBe('strict');
+
+      const soft = await strictCall('CreateKey', { DKMSInstanceId: strict.softwareInstanceId, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' });
+      const softKey = { KeyId: soft.KeyMetadata.KeyId as string, KeyVersionId: soft.KeyMetadata.PrimaryKeyVersion as string };
+      const softPem = (await strictCall('GetPublicKey', softKey)).PublicKey as string;
+      const ct = publicEncrypt({ key: createPublicKey(softPem), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, Buffer.from('soft'));
+      const opened = await strictCall('AsymmetricDecrypt', { ...softKey, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: ct.toString('base64') });
+      expect(Buffer.from(opened.Plaintext as string, 'base64').toString()).toBe('soft');
+    });
+  });
+});
