@@ -5,12 +5,18 @@
  * The source is checked as Decrypt would check it, the destination as Encrypt would
  * (domain/key.ts, ReEncrypt row), and the result is sealed under the destination's primary
  * version (seed 002).
+ *
+ * The asymmetric source form (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) opens
+ * an AsymmetricEncrypt ciphertext exactly as AsymmetricDecrypt would (services/asymmetric.ts,
+ * usage row ReEncryptFromAsymmetric) and seals the **base64 text** of the bytes, as data keys do
+ * (§5.9): Decrypt of the result returns the `Plaintext` AsymmetricEncrypt was given.
  */
 import { encryptionContextAad, parseEncryptionContext } from '../domain/ciphertext.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
-import { unsupportedOperation } from '../domain/errors.js';
+import { invalidParameter, missingParameter } from '../domain/errors.js';
+import { asymmetricDecrypt } from './asymmetric.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { openBlob, sealToBlob, sealingKey } from './symmetric-blobs.js';
+import { type OpenedBlob, type SealingKey, openBlob, sealToBlob, sealingKey } from './symmetric-blobs.js';
 
 export interface ReEncryptInput {
   ciphertextBlob: string;
@@ -32,25 +38,53 @@ export interface ReEncryptResult {
 
 /**
  * @throws InvalidCiphertext (also for a wrong SourceEncryptionContext), InvalidParameter,
- *   Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), Rejected.<State> (409),
- *   Rejected.UnsupportedOperation (the asymmetric source form, not served yet),
- *   DryRunOperationError
+ *   MissingParameter (an incomplete asymmetric source), Forbidden.KeyNotFound /
+ *   Forbidden.AliasNotFound (404), Rejected.<State> (409), Rejected.UnsupportedOperation
+ *   (a key whose usage does not fit its side), DryRunOperationError
  */
 export async function reEncrypt(deps: ServiceDeps, input: ReEncryptInput, caller: Caller): Promise<ReEncryptResult> {
-  if (input.sourceKeyId !== undefined || input.sourceKeyVersionId !== undefined || input.sourceEncryptionAlgorithm !== undefined) {
-    // Needs AsymmetricDecrypt's service path (issue 15, asymmetric keys); refused clearly until then.
-    throw unsupportedOperation('ReEncrypt from an asymmetric ciphertext (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) is not supported yet; re-encrypt symmetric ciphertexts only.');
+  const asymmetric = input.sourceKeyId !== undefined || input.sourceKeyVersionId !== undefined || input.sourceEncryptionAlgorithm !== undefined;
+  if (asymmetric && input.sourceEncryptionContext !== undefined) {
+    throw invalidParameter('SourceEncryptionContext', 'It applies to symmetric ciphertexts only; an asymmetric one has no context.');
   }
   const sourceAad = encryptionContextAad(parseEncryptionContext(input.sourceEncryptionContext));
   const destinationAad = encryptionContextAad(parseEncryptionContext(input.destinationEncryptionContext));
   // The destination first: no plaintext is produced for a call that cannot finish.
   const destination = await sealingKey(deps, input.destinationKeyId, 'ReEncrypt', caller);
-  const source = await openBlob(deps, input.ciphertextBlob, sourceAad, 'ReEncrypt', caller);
+  const source = asymmetric
+    ? await openAsymmetricSource(deps, input, caller)
+    : await openBlob(deps, input.ciphertextBlob, sourceAad, 'ReEncrypt', caller);
+  return finish(deps, destination, source.plaintext, destinationAad, input.dryRun === true);
+}
+
+/** Seals the source plaintext under the destination, zeroing it whatever happens. */
+async function finish(deps: ServiceDeps, destination: SealingKey, plaintext: Buffer, aad: Buffer | undefined, dryRun: boolean): Promise<ReEncryptResult> {
   try {
-    if (input.dryRun) throw dryRunSucceeded();
-    const ciphertextBlob = await sealToBlob(deps, destination, source.plaintext, destinationAad);
+    if (dryRun) throw dryRunSucceeded();
+    const ciphertextBlob = await sealToBlob(deps, destination, plaintext, aad);
     return { keyId: destination.key.id, keyVersionId: destination.version.id, ciphertextBlob };
   } finally {
-    source.plaintext.fill(0);
+    plaintext.fill(0);
+  }
+}
+
+/**
+ * The asymmetric source: all three Source* parameters are needed (§3.4). The decrypted bytes
+ * become their base64 text, the form Decrypt returns verbatim; the raw bytes are zeroed.
+ */
+async function openAsymmetricSource(deps: ServiceDeps, input: ReEncryptInput, caller: Caller): Promise<Pick<OpenedBlob, 'plaintext'>> {
+  const { sourceKeyId, sourceKeyVersionId, sourceEncryptionAlgorithm } = input;
+  if (sourceKeyId === undefined) throw missingParameter('SourceKeyId');
+  if (sourceKeyVersionId === undefined) throw missingParameter('SourceKeyVersionId');
+  if (sourceEncryptionAlgorithm === undefined) throw missingParameter('SourceEncryptionAlgorithm');
+  const opened = await asymmetricDecrypt(
+    deps,
+    { keyId: sourceKeyId, keyVersionId: sourceKeyVersionId, algorithm: sourceEncryptionAlgorithm, ciphertextBlob: input.ciphertextBlob, action: 'ReEncryptFromAsymmetric' },
+    caller,
+  );
+  try {
+    return { plaintext: Buffer.from(opened.plaintext.toString('base64'), 'ascii') };
+  } finally {
+    opened.plaintext.fill(0);
   }
 }

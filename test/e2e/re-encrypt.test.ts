@@ -124,14 +124,42 @@ describe('ReEncrypt', () => {
     expect({ code: e.code, status: e.statusCode }).toEqual({ code: 'Rejected.Disabled', status: 409 });
   });
 
-  it('the asymmetric source form (SourceKeyId, SourceKeyVersionId, SourceEncryptionAlgorithm) is refused clearly until AsymmetricDecrypt serves it', async () => {
-    const blob = (await call('Encrypt', { KeyId: hsmKey, Plaintext: 'x' })).CiphertextBlob;
-    const e = await sdkError(() =>
-      call('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: softwareKey, SourceKeyId: hsmKey, SourceKeyVersionId: 'v', SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256' }),
-    );
-    expect({ code: e.code, status: e.statusCode }).toEqual({ code: 'Rejected.UnsupportedOperation', status: 400 });
-    expect(e.message).toContain('SourceKeyId');
-  });
+  it.each(['HSM', 'SOFTWARE'] as const)(
+    'the asymmetric source form: an AsymmetricEncrypt ciphertext of a %s RSA key, moved under a symmetric key; Decrypt returns its Plaintext',
+    async (tier) => {
+      const instance = tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId;
+      const rsa = (await call('CreateKey', { DKMSInstanceId: instance, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' })).KeyMetadata;
+      const source = { SourceKeyId: rsa.KeyId, SourceKeyVersionId: rsa.PrimaryKeyVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' };
+      const secret = Buffer.from([0, 1, 2, 250, 251, 252, 0x41]).toString('base64');
+      const asym = await call('AsymmetricEncrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: secret });
+      const moved = await call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, DestinationEncryptionContext: ctxB, ...source });
+      expect(moved.KeyId).toBe(softwareKey);
+      expect((await call('Decrypt', { CiphertextBlob: moved.CiphertextBlob, EncryptionContext: ctxB })).Plaintext).toBe(secret);
+
+      // A tampered ciphertext is InvalidCiphertext, one form of the source missing is MissingParameter,
+      // a context on an asymmetric source is refused, and a symmetric key cannot be the asymmetric source.
+      const tampered = Buffer.from(asym.CiphertextBlob as string, 'base64');
+      tampered[10]! ^= 1;
+      const bad = await sdkError(() => call('ReEncrypt', { CiphertextBlob: tampered.toString('base64'), DestinationKeyId: softwareKey, ...source }));
+      expect({ code: bad.code, status: bad.statusCode }).toEqual({ code: 'InvalidCiphertext', status: 400 });
+      const partial = await sdkError(() => call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceKeyId: rsa.KeyId }));
+      expect({ code: partial.code, status: partial.statusCode }).toEqual({ code: 'MissingParameter', status: 400 });
+      const withCtx = await sdkError(() => call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceEncryptionContext: ctxA, ...source }));
+      expect({ code: withCtx.code, status: withCtx.statusCode }).toEqual({ code: 'InvalidParameter', status: 400 });
+      const symVersion = (await call('DescribeKey', { KeyId: hsmKey })).KeyMetadata.PrimaryKeyVersion;
+      const wrongKey = await sdkError(() =>
+        call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceKeyId: hsmKey, SourceKeyVersionId: symVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' }),
+      );
+      expect({ code: wrongKey.code, status: wrongKey.statusCode }).toEqual({ code: 'Rejected.UnsupportedOperation', status: 400 });
+      // A key-user of the other instance: the RSA source is answered as a missing key.
+      const otherInstance = tier === 'HSM' ? server.softwareInstanceId : server.hsmInstanceId;
+      const user = await createAccessKey(server.kms.deps, { role: 'key-user', instanceIds: [otherInstance] }, systemCaller);
+      const asUser = openApiClient(server.endpoint, { accessKeyId: user.accessKeyId, accessKeySecret: user.accessKeySecret });
+      const ownKey = tier === 'HSM' ? softwareKey : hsmKey;
+      const hidden = await sdkError(() => asUser('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: ownKey, ...source }));
+      expect({ code: hidden.code, status: hidden.statusCode }).toEqual({ code: 'Forbidden.KeyNotFound', status: 404 });
+    },
+  );
 
   it('DryRun: DryRunOperationError when it would succeed, ValidationError otherwise', async () => {
     const blob = (await call('Encrypt', { KeyId: hsmKey, Plaintext: 'x', EncryptionContext: ctxA })).CiphertextBlob;
