@@ -21,6 +21,7 @@ import {
   maxOaepPlaintextBytes,
   oaepHash,
 } from '../domain/asymmetric.js';
+import { dryRunSucceeded } from '../domain/dry-run.js';
 import { internalFailure, invalidParameter, keyVersionNotFound, unsupportedOperation } from '../domain/errors.js';
 import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
 import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js';
@@ -32,6 +33,8 @@ export interface AsymmetricTarget {
   /** `KeyId`: an id, alias or ARN. */
   keyId: string;
   keyVersionId: string;
+  /** §3.4 DryRun: every check runs, then DryRunOperationError instead of the operation. */
+  dryRun?: boolean | undefined;
 }
 
 type AsymmetricAction = UsageAction & KeyAction;
@@ -63,6 +66,7 @@ export async function getPublicKey(
   caller: Caller,
 ): Promise<{ keyId: string; keyVersionId: string; publicKeyPem: string }> {
   const { key, version } = await loadAsymmetricVersion(deps, target, 'GetPublicKey', caller);
+  if (target.dryRun) throw dryRunSucceeded();
   const der = await publicKeyDer(deps, version);
   const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString();
   return { keyId: key.id, keyVersionId: version.id, publicKeyPem: pem };
@@ -77,6 +81,7 @@ export async function asymmetricSign(
   const { key, version } = await loadAsymmetricVersion(deps, input, 'AsymmetricSign', caller);
   const algorithm = assertSigningAlgorithm(keyShape(key.keySpec), input.algorithm);
   const digest = decodeDigest(input.digest);
+  if (input.dryRun) throw dryRunSucceeded();
   const signature = await signWith(deps, version, algorithm, digest);
   return { keyId: key.id, keyVersionId: version.id, value: signature.toString('base64') };
 }
@@ -91,6 +96,7 @@ export async function asymmetricVerify(
   const algorithm = assertSigningAlgorithm(keyShape(key.keySpec), input.algorithm);
   const digest = decodeDigest(input.digest);
   const signature = decodeBase64Param('Value', input.value);
+  if (input.dryRun) throw dryRunSucceeded();
   const valid = signature.length > 0 && (await deps.hsm.verifyWithPublicKey(await publicKeyDer(deps, version), algorithm, digest, signature));
   return { keyId: key.id, keyVersionId: version.id, value: valid };
 }
@@ -109,6 +115,7 @@ export async function asymmetricEncrypt(
   if (plaintext.length === 0 || plaintext.length > max) {
     throw invalidParameter('Plaintext', `It must be the base64 of 1 to ${max} bytes for ${key.keySpec} with ${algorithm}.`);
   }
+  if (input.dryRun) throw dryRunSucceeded();
   const publicKey = createPublicKey({ key: await publicKeyDer(deps, version), format: 'der', type: 'spki' });
   const ciphertext = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: oaepHash(algorithm) }, plaintext);
   return { keyId: key.id, keyVersionId: version.id, ciphertextBlob: ciphertext.toString('base64') };
@@ -133,6 +140,7 @@ export async function asymmetricDecrypt(
   const algorithm = assertEncryptionAlgorithm(keyShape(key.keySpec), input.algorithm);
   const ciphertext =
     typeof input.ciphertextBlob === 'string' ? decodeBase64Param('CiphertextBlob', input.ciphertextBlob) : input.ciphertextBlob;
+  if (input.dryRun) throw dryRunSucceeded();
   const plaintext = await decryptWith(deps, version, algorithm, ciphertext);
   return { keyId: key.id, keyVersionId: version.id, plaintext };
 }

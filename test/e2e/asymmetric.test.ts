@@ -263,6 +263,14 @@ describe('parameter errors', () => {
     }
   });
 
+  it('DryRun: DryRunOperationError when the call would succeed, ValidationError naming the code otherwise', async () => {
+    const ok = await sdkError(() => call('AsymmetricSign', { KeyId: signKey.keyId, KeyVersionId: signKey.versionId, Algorithm: 'ECDSA_SHA_256', Digest: digest, DryRun: 'true' }));
+    expect(ok).toMatchObject({ code: 'DryRunOperationError', statusCode: 400 });
+    const bad = await sdkError(() => call('GetPublicKey', { KeyId: signKey.keyId, KeyVersionId: otherKey.versionId, DryRun: 'true' }));
+    expect(bad).toMatchObject({ code: 'ValidationError', statusCode: 400 });
+    expect(bad.data.Message).toMatch(/^Forbidden\.KeyNotFound: /);
+  });
+
   it('an algorithm the spec does not have is InvalidParameter (400)', async () => {
     const error = await sdkError(() => call('AsymmetricSign', { KeyId: signKey.keyId, KeyVersionId: signKey.versionId, Algorithm: 'RSA_PSS_SHA_256', Digest: digest }));
     expect(error).toMatchObject({ code: 'InvalidParameter', statusCode: 400 });

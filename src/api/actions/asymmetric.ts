@@ -11,6 +11,7 @@ import { defineAction } from './action.js';
 const target = {
   KeyId: p.string(2048),
   KeyVersionId: p.string(64),
+  DryRun: p.boolean().optional(),
 };
 const signingAlgorithm = () => p.enum(SIGNING_ALGORITHMS as [string, ...string[]]);
 const encryptionAlgorithm = () => p.enum(ASYMMETRIC_ENCRYPTION_ALGORITHMS as [string, ...string[]]);
@@ -20,7 +21,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object(target),
     async handle(params, { kms, caller }) {
-      const result = await getPublicKey(kms.deps, { keyId: params.KeyId, keyVersionId: params.KeyVersionId }, caller);
+      const result = await getPublicKey(kms.deps, { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun }, caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, PublicKey: result.publicKeyPem };
     },
   }),
@@ -31,7 +32,7 @@ export const asymmetricActions = {
     async handle(params, { kms, caller }) {
       const result = await asymmetricSign(
         kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, algorithm: params.Algorithm, digest: params.Digest },
+        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, digest: params.Digest },
         caller,
       );
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Value: result.value };
@@ -44,7 +45,7 @@ export const asymmetricActions = {
     async handle(params, { kms, caller }) {
       const result = await asymmetricVerify(
         kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, algorithm: params.Algorithm, digest: params.Digest, value: params.Value },
+        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, digest: params.Digest, value: params.Value },
         caller,
       );
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Value: result.value };
@@ -57,7 +58,7 @@ export const asymmetricActions = {
     async handle(params, { kms, caller }) {
       const result = await asymmetricEncrypt(
         kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, algorithm: params.Algorithm, plaintext: params.Plaintext },
+        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, plaintext: params.Plaintext },
         caller,
       );
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, CiphertextBlob: result.ciphertextBlob };
@@ -70,7 +71,7 @@ export const asymmetricActions = {
     async handle(params, { kms, caller }) {
       const result = await asymmetricDecrypt(
         kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, algorithm: params.Algorithm, ciphertextBlob: params.CiphertextBlob },
+        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, ciphertextBlob: params.CiphertextBlob },
         caller,
       );
       try {
