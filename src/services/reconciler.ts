@@ -5,8 +5,9 @@
  * C_DestroyObject can leave a row whose object is gone. The reconciler compares the two.
  *
  * The rule:
- * - An **orphan** is a UUID-named secret key (version key) or private key (wrapping pair) in
- *   the token that no committed row references: no `token` version holding material has its
+ * - An **orphan** is a UUID-named version key (a secret key, or the private half of an
+ *   asymmetric version's pair: CKA_UNWRAP=false) or wrapping pair (a private half with
+ *   CKA_UNWRAP=true) in the token that no committed row references: no `token` version holding material has its
  *   id (a version row without committed material means the object is what an import that
  *   crashed before its commit left — ImportKeyMaterial destroys the same leftover), or no
  *   `wrapping_keys` row has it. It is destroyed only when consecutive reconciler runs found it

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { constants, createHash, createPublicKey, publicEncrypt } from 'node:crypto';
+import { constants, createHash, createPublicKey, publicEncrypt, randomUUID } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +8,7 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
+import { reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -198,11 +199,26 @@ describe('HSM-tier private keys are sensitive and non-extractable', () => {
     expect(block).not.toMatch(/[Vv]alue/);
   });
 
-  it('the reconciler counts a version pair as a version key, not as a wrapping pair', async () => {
+  it('the reconciler counts a version pair as a version key, not as a wrapping pair; an orphan pair goes, both halves', async () => {
     const key = await createKey('HSM', 'RSA_2048');
     const objects = await server.kms.deps.hsm.listObjectIds();
     expect(objects.versionKeys).toContain(key.versionId);
     expect(objects.wrappingPairs).not.toContain(key.versionId);
+
+    // What a crashed asymmetric CreateKey leaves: a pair whose version row never committed.
+    const orphan = randomUUID();
+    await server.kms.deps.hsm.generateVersionKey(orphan, { kind: 'ec', curve: 'P-256' });
+    await reconcileHsmObjects(server.kms.deps, { graceMs: 0 });
+    const second = await reconcileHsmObjects(server.kms.deps, { graceMs: 0 });
+    expect(second.destroyed).toContainEqual({ kind: 'orphan-version-key', objectId: orphan });
+    expect(second.destroyed.map((d) => d.objectId)).not.toContain(key.versionId);
+    expect(second.flagged.map((f) => f.objectId)).not.toContain(key.versionId);
+    await withTokenSession(server, (p11, session) => {
+      expect(findObjects(p11, session, m.privateKeyById(orphan))).toHaveLength(0);
+      expect(findObjects(p11, session, m.publicKeyById(orphan))).toHaveLength(0);
+      expect(findObjects(p11, session, m.privateKeyById(key.versionId))).toHaveLength(1);
+    });
+    expect(await server.kms.deps.hsm.hasVersionKey(key.versionId)).toBe(true);
   });
 });
 
