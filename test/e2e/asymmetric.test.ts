@@ -8,6 +8,7 @@ import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
+import { assertUnreadable, isUnreadable } from '../../src/hsm/pkcs11/protection.js';
 import { reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -179,6 +180,18 @@ describe('HSM-tier private keys are sensitive and non-extractable', () => {
     // Asymmetric keys never rotate (the key policy's `asymmetric` row).
     expect(await sdkError(() => call('CreateKeyVersion', { KeyId: rsa.keyId }))).toMatchObject({ code: 'Rejected.UnsupportedOperation', statusCode: 400 });
     expect(await sdkError(() => call('UpdateRotationPolicy', { KeyId: ec.keyId, EnableAutomaticRotation: 'true', RotationInterval: '30d' }))).toMatchObject({ code: 'Rejected.UnsupportedOperation' });
+  });
+
+  it('a key object the token made readable is refused and destroyed (DESIGN.md: read the protection back)', async () => {
+    await withTokenSession(server, (p11, session) => {
+      const readable = p11.C_GenerateKey(session, m.aesKeyGen, m.aesKeyTemplate({ token: false, readable: true, valueLength: 32 }));
+      expect(isUnreadable(p11, session, readable)).toBe(false);
+      expect(() => assertUnreadable(p11, session, readable)).toThrow(/readable/);
+      expect(() => p11.C_GetAttributeValue(session, readable, [{ type: pkcs11js.CKA_CLASS }])).toThrow(/CKR_OBJECT_HANDLE_INVALID/);
+      const sensitive = p11.C_GenerateKey(session, m.aesKeyGen, m.aesKeyTemplate({ token: false, valueLength: 32 }));
+      expect(isUnreadable(p11, session, sensitive)).toBe(true);
+      expect(() => assertUnreadable(p11, session, sensitive)).not.toThrow();
+    });
   });
 
   it('pkcs11-tool --list-objects shows the private halves sensitive, never extractable, without a value', async () => {
