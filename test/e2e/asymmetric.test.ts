@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
-import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
+import { Pkcs11Hsm, findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
 import { assertUnreadable, isUnreadable } from '../../src/hsm/pkcs11/protection.js';
 import { reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
@@ -232,6 +232,27 @@ describe('HSM-tier private keys are sensitive and non-extractable', () => {
       expect(findObjects(p11, session, m.privateKeyById(key.versionId))).toHaveLength(1);
     });
     expect(await server.kms.deps.hsm.hasVersionKey(key.versionId)).toBe(true);
+  });
+});
+
+describe('a process that did not create the pair (cold handle and public-key caches)', () => {
+  it('reads the public half from the token, signs and decrypts with the private half', async () => {
+    const rsa = await createKey('HSM', 'RSA_3072', 'ENCRYPT/DECRYPT');
+    const ec = await createKey('HSM', 'EC_P256K');
+    const other = await Pkcs11Hsm.open({ modulePath: server.config.hsm.modulePath, tokenLabel: server.token.label, pin: server.token.userPin, sessions: 2, importStrict: false });
+    try {
+      for (const key of [rsa, ec]) {
+        const der = await other.versionPublicKey(key.versionId);
+        expect(createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' })).toBe(await publicKeyPem(key));
+      }
+      const message = Buffer.from('cold');
+      const signature = await other.signWithVersionKey(ec.versionId, 'ECDSA_SHA_256', createHash('sha256').update(message).digest());
+      expect(await opensslVerifies(await publicKeyPem(ec), message, signature, false)).toBe(true);
+      const ct = publicEncrypt({ key: createPublicKey(await publicKeyPem(rsa)), padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, message);
+      expect(await other.decryptWithVersionKeyPair(rsa.versionId, 'RSAES_OAEP_SHA_256', ct)).toEqual(message);
+    } finally {
+      await other.close();
+    }
   });
 });
 

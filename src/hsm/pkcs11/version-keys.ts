@@ -124,11 +124,12 @@ export class VersionKeys {
     const cached = this.publicKeys.get(versionId);
     if (cached) return cached;
     const der = await this.run('publicKey', (session) => {
-      const [handle] = findObjects(this.p11, session, m.publicKeyById(versionId));
+      // The key type is matched in the search rather than read: a CK_ULONG comes back as
+      // native-endian bytes of the platform's width.
+      const [rsa] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA }]);
+      if (rsa !== undefined) return rsaPublicKeyDer(this.p11, session, rsa);
+      const [handle] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }]);
       if (handle === undefined) throw missingMaterial();
-      const [keyType] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_KEY_TYPE }]);
-      const type = Buffer.isBuffer(keyType?.value) ? keyType.value.readUIntLE(0, keyType.value.length) : keyType?.value;
-      if (type === pkcs11js.CKK_RSA) return rsaPublicKeyDer(this.p11, session, handle);
       const [params] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_PARAMS }]);
       const curve = curveOf(params?.value);
       return ecPublicKeyDer(this.p11, session, handle, curve);
