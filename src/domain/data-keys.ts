@@ -96,17 +96,25 @@ export function maxWrappableBytes(modulusBits: number, algorithm: WrappingAlgori
 }
 
 /**
+ * Whether a data key of `length` bytes fits `algorithm` under `publicKey`.
+ * @throws InvalidParameter(NumberOfBytes)
+ */
+export function assertExportable(publicKey: KeyObject, algorithm: WrappingAlgorithm, length: number): void {
+  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
+  const max = maxWrappableBytes(bits, algorithm);
+  if (length > max) {
+    throw invalidParameter('NumberOfBytes', `A ${length}-byte data key does not fit ${algorithm} under an RSA-${bits} key (at most ${max} bytes).`);
+  }
+}
+
+/**
  * `ExportedDataKey`: the **raw data key bytes** (not their base64 text) encrypted under the
  * caller's public key, so the matching private key (`openssl pkeyutl -decrypt`, node's
  * privateDecrypt with the same padding and OAEP hash) yields the key itself.
  * @throws InvalidParameter(NumberOfBytes) when the key is longer than the padding can carry.
  */
 export function wrapDataKeyForExport(publicKey: KeyObject, algorithm: WrappingAlgorithm, dataKey: Buffer): Buffer {
-  const bits = publicKey.asymmetricKeyDetails?.modulusLength ?? 0;
-  const max = maxWrappableBytes(bits, algorithm);
-  if (dataKey.length > max) {
-    throw invalidParameter('NumberOfBytes', `A ${dataKey.length}-byte data key does not fit ${algorithm} under an RSA-${bits} key (at most ${max} bytes).`);
-  }
+  assertExportable(publicKey, algorithm, dataKey.length);
   switch (algorithm) {
     case 'RSAES_OAEP_SHA_256':
       return publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: 'sha256' }, dataKey);

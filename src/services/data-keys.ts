@@ -13,6 +13,7 @@ import { encryptionContextAad, parseEncryptionContext } from '../domain/cipherte
 import {
   type DataKeySpec,
   type ExportKeySpec,
+  assertExportable,
   dataKeyFromPlaintext,
   dataKeyLength,
   dataKeyPlaintext,
@@ -57,13 +58,11 @@ async function generate<T>(
   action: SymmetricAction,
   input: DataKeyRequest,
   caller: Caller,
-  beforeUse: () => void,
   withKey: (sealed: { keyId: string; keyVersionId: string; ciphertextBlob: string }, dataKey: Buffer) => T,
 ): Promise<T> {
   const aad = encryptionContextAad(parseEncryptionContext(input.encryptionContext));
   const length = dataKeyLength(input.numberOfBytes, input.keySpec);
   const target = await sealingKey(deps, input.keyId, action, caller);
-  beforeUse();
   if (input.dryRun) throw dryRunSucceeded();
   const dataKey = await deps.hsm.randomBytes(length);
   const text = dataKeyPlaintext(dataKey);
@@ -82,7 +81,7 @@ async function generate<T>(
  *   DryRunOperationError
  */
 export function generateDataKey(deps: ServiceDeps, input: DataKeyRequest, caller: Caller): Promise<GeneratedDataKey> {
-  return generate(deps, 'GenerateDataKey', input, caller, () => undefined, (sealed, dataKey) => ({
+  return generate(deps, 'GenerateDataKey', input, caller, (sealed, dataKey) => ({
     ...sealed,
     plaintext: dataKey.toString('base64'),
   }));
@@ -94,7 +93,7 @@ export function generateDataKeyWithoutPlaintext(
   input: DataKeyRequest,
   caller: Caller,
 ): Promise<{ keyId: string; keyVersionId: string; ciphertextBlob: string }> {
-  return generate(deps, 'GenerateDataKeyWithoutPlaintext', input, caller, () => undefined, (sealed) => sealed);
+  return generate(deps, 'GenerateDataKeyWithoutPlaintext', input, caller, (sealed) => sealed);
 }
 
 /**
@@ -108,9 +107,9 @@ export function generateAndExportDataKey(
   caller: Caller,
 ): Promise<{ keyId: string; keyVersionId: string; ciphertextBlob: string; exportedDataKey: string }> {
   const publicKey = parseExportPublicKey(input.publicKeyBlob, input.wrappingKeySpec);
-  // The size check on a zero key of the right length: it fails before the RNG is touched.
-  const checkSize = () => void wrapDataKeyForExport(publicKey, input.wrappingAlgorithm, Buffer.alloc(dataKeyLength(input.numberOfBytes, input.keySpec)));
-  return generate(deps, 'GenerateAndExportDataKey', input, caller, checkSize, (sealed, dataKey) => ({
+  // Before the key is loaded or the RNG touched: a size the padding cannot carry is a parameter error.
+  assertExportable(publicKey, input.wrappingAlgorithm, dataKeyLength(input.numberOfBytes, input.keySpec));
+  return generate(deps, 'GenerateAndExportDataKey', input, caller, (sealed, dataKey) => ({
     ...sealed,
     exportedDataKey: wrapDataKeyForExport(publicKey, input.wrappingAlgorithm, dataKey).toString('base64'),
   }));
