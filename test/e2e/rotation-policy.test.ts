@@ -112,8 +112,14 @@ describe('who may rotate, row by row (seed 002)', () => {
     expect((await sdkError(() => call('CreateKeyVersion', { KeyId: defaultKey }))).message).toContain('Default keys rotate only automatically');
   });
 
-  it('asymmetric keys: hsm-kms creates none, so the row is held by the policy (unit test) and CreateKey refuses the spec', async () => {
-    expect(await outcome('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'RSA_2048', EnableAutomaticRotation: true, RotationInterval: '7d' })).toBe(INVALID);
+  it('asymmetric keys (issue 15): never rotate, on either tier, automatically or by hand', async () => {
+    for (const instance of [server.softwareInstanceId, server.hsmInstanceId]) {
+      expect(await outcome('CreateKey', { DKMSInstanceId: instance, KeySpec: 'RSA_2048', EnableAutomaticRotation: true, RotationInterval: '7d' })).toBe(U);
+      const keyId = (await call('CreateKey', { DKMSInstanceId: instance, KeySpec: 'EC_P256' })).KeyMetadata.KeyId as string;
+      expect(await outcome('UpdateRotationPolicy', { KeyId: keyId, EnableAutomaticRotation: true, RotationInterval: '30d' })).toBe(U);
+      expect(await outcome('CreateKeyVersion', { KeyId: keyId })).toBe(U);
+      expect((await sdkError(() => call('CreateKeyVersion', { KeyId: keyId }))).message).toContain('Asymmetric keys cannot rotate');
+    }
   });
 
   it('default keys: automatic rotation at the fixed 365 days, with or without RotationInterval, also through 1.2.0', async () => {
