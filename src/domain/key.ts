@@ -4,7 +4,7 @@
  * here and never re-derive these rules (Vault's keysutil.Policy habit).
  */
 import { KmsError, invalidParameter, rejectedState, stateModifiedFailed, unsupportedOperation } from './errors.js';
-import { ASYMMETRIC_SPECS, type AsymmetricKeySpec, SYMMETRIC_SPECS, type SymmetricKeySpec, isAsymmetricShape, keyShape } from './key-spec.js';
+import { ASYMMETRIC_SPECS, type AsymmetricKeySpec, MAC_SPECS, type MacKeySpec, SYMMETRIC_SPECS, type SymmetricKeySpec, isAsymmetricShape, keyShape } from './key-spec.js';
 
 export type KeyState = 'Enabled' | 'Disabled' | 'PendingDeletion' | 'PendingImport';
 export const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingDeletion', 'PendingImport'];
@@ -14,8 +14,9 @@ export const KEY_STATES: readonly KeyState[] = ['Enabled', 'Disabled', 'PendingD
  * asymmetric ones (RSA_2048/3072, EC_P256/P256K, EC_SM2 where the HSM has SM2). What each
  * spec is cryptographically is domain/key-spec.ts.
  */
-export type KeySpec = SymmetricKeySpec | AsymmetricKeySpec;
-export const KEY_SPECS: readonly KeySpec[] = [...SYMMETRIC_SPECS, ...ASYMMETRIC_SPECS];
+export type KeySpec = SymmetricKeySpec | AsymmetricKeySpec | MacKeySpec;
+/** MAC specs (`HMAC_SHA*`) are ours: Alibaba names none (domain/key-spec.ts). */
+export const KEY_SPECS: readonly KeySpec[] = [...SYMMETRIC_SPECS, ...ASYMMETRIC_SPECS, ...MAC_SPECS];
 export const DEFAULT_KEY_SPEC: KeySpec = 'Aliyun_AES_256';
 
 /** `GENERATE/VERIFY_MAC` is for HMAC keys (GenerateMac/VerifyMac). */
@@ -106,7 +107,9 @@ export type KeyAction =
   | 'AsymmetricDecrypt'
   | 'AsymmetricSign'
   | 'AsymmetricVerify'
-  | 'GetPublicKey';
+  | 'GetPublicKey'
+  | 'GenerateMac'
+  | 'VerifyMac';
 
 /** ok; `Rejected.<current state>`; `Rejected.StateModifiedFailed`. */
 type Outcome = 'ok' | 'rejected' | 'smf';
@@ -166,6 +169,9 @@ const MATRIX: Readonly<Record<KeyAction, Row>> = {
   AsymmetricSign: CRYPTO,
   AsymmetricVerify: CRYPTO,
   GetPublicKey: CRYPTO,
+  // Our choice, as for every cryptographic operation (§5.1 has no MAC rows).
+  GenerateMac: CRYPTO,
+  VerifyMac: CRYPTO,
 };
 
 export const KEY_ACTIONS = Object.keys(MATRIX) as readonly KeyAction[];
@@ -224,9 +230,10 @@ export function stateAfter(event: KeyEvent, key: KeyStateView): KeyState {
  * hsm/pkcs11/capabilities.ts) — never on SOFTWARE (node:crypto has no SM2 key generation).
  */
 export const allowedKeySpecs = (protection: ProtectionLevel): readonly KeySpec[] =>
-  protection === 'SOFTWARE' ? ['Aliyun_AES_256', ...ASYMMETRIC_SPECS.filter((s) => s !== 'EC_SM2')] : KEY_SPECS;
+  protection === 'SOFTWARE' ? ['Aliyun_AES_256', ...ASYMMETRIC_SPECS.filter((s) => s !== 'EC_SM2'), ...MAC_SPECS] : KEY_SPECS;
 
 export const isAsymmetricSpec = (spec: string): spec is AsymmetricKeySpec => (ASYMMETRIC_SPECS as readonly string[]).includes(spec);
+export const isMacSpec = (spec: string): spec is MacKeySpec => (MAC_SPECS as readonly string[]).includes(spec);
 
 /**
  * The usages a spec may have (§5.2): RSA encrypts or signs, EC (and SM2) signs (SM2PKE is
@@ -236,12 +243,17 @@ export function allowedKeyUsages(spec: KeySpec): readonly KeyUsage[] {
   const shape = keyShape(spec);
   if (shape.kind === 'rsa') return ['ENCRYPT/DECRYPT', 'SIGN/VERIFY'];
   if (shape.kind === 'ec') return ['SIGN/VERIFY'];
+  // MAC keys only MAC (issue 15).
+  if (shape.kind === 'hmac') return ['GENERATE/VERIFY_MAC'];
   return ['ENCRYPT/DECRYPT'];
 }
 
-/** §5.2: SIGN/VERIFY if the spec can sign, otherwise ENCRYPT/DECRYPT. */
-export const defaultKeyUsage = (spec: KeySpec): KeyUsage =>
-  allowedKeyUsages(spec).includes('SIGN/VERIFY') ? 'SIGN/VERIFY' : 'ENCRYPT/DECRYPT';
+/** §5.2: SIGN/VERIFY if the spec can sign, otherwise ENCRYPT/DECRYPT; a MAC spec's only usage (ours). */
+export const defaultKeyUsage = (spec: KeySpec): KeyUsage => {
+  const allowed = allowedKeyUsages(spec);
+  if (allowed.includes('SIGN/VERIFY')) return 'SIGN/VERIFY';
+  return allowed.includes('ENCRYPT/DECRYPT') ? 'ENCRYPT/DECRYPT' : 'GENERATE/VERIFY_MAC';
+};
 
 /** Material length in bytes of a symmetric spec: 32, 24 or 16. */
 export function materialLength(spec: KeySpec): 32 | 24 | 16 {
@@ -350,6 +362,7 @@ export type RotationClass =
   | 'hsm-generated'
   | 'hsm-byok'
   | 'asymmetric'
+  | 'mac'
   | 'default-generated'
   | 'default-byok';
 
@@ -391,6 +404,10 @@ const WHO_MAY_ROTATE: Readonly<Record<RotationClass, RotationRule>> = {
     why: 'Keys of a hardware instance with imported material (Origin=EXTERNAL) cannot rotate.',
   },
   asymmetric: { automatic: 'no', manual: 'no', why: 'Asymmetric keys cannot rotate.' },
+  // Our choice, as AWS KMS's HMAC keys: a MAC carries no version (GenerateMac answers no
+  // KeyVersionId in Alibaba's API), so VerifyMac after a rotation could only try every
+  // version; a MAC key keeps its one version for life.
+  mac: { automatic: 'no', manual: 'no', why: 'MAC keys (GENERATE/VERIFY_MAC) cannot rotate: a MAC names no key version.' },
   'default-generated': {
     automatic: 'fixed-365d',
     manual: 'no',
@@ -422,10 +439,12 @@ export interface RotationSubject {
 }
 
 export const isSymmetricSpec = (spec: string): boolean => spec.startsWith('Aliyun_AES_') || spec === 'Aliyun_SM4';
-// Rotation: every spec that is not symmetric (RSA_*, EC_*) falls in the `asymmetric` row.
+// Rotation: HMAC_* specs fall in the `mac` row; every other spec that is not symmetric
+// (RSA_*, EC_*) in the `asymmetric` row.
 
 export function rotationClass(key: RotationSubject): RotationClass {
   const byok = key.origin === 'EXTERNAL';
+  if (isMacSpec(key.keySpec)) return 'mac';
   if (!isSymmetricSpec(key.keySpec)) return 'asymmetric';
   if (key.instanceId === null) return byok ? 'default-byok' : 'default-generated';
   if (key.protectionLevel === 'HSM') return byok ? 'hsm-byok' : 'hsm-generated';

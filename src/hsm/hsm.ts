@@ -1,6 +1,7 @@
 import type { AsymmetricEncryptionAlgorithm, SigningAlgorithm } from '../domain/asymmetric.js';
 import type { KeySpec, KeyUsage } from '../domain/key.js';
-import { type EcCurve, keyShape } from '../domain/key-spec.js';
+import { type EcCurve, type MacHash, keyShape } from '../domain/key-spec.js';
+import type { MacAlgorithm } from '../domain/mac.js';
 
 /**
  * The HSM port. Services talk to this interface only; the one real adapter speaks PKCS#11
@@ -42,6 +43,14 @@ export interface HsmCapabilities {
    * mechanism for them, so EC_SM2 keys are still refused (hsm/pkcs11/version-keys.ts).
    */
   ecSm2Curve: boolean;
+  /**
+   * C_Sign with CKM_SHA{224,256,384,512}_HMAC over a CKK_GENERIC_SECRET key, compared with
+   * node:crypto's HMAC: which MAC specs HSM-tier keys may have (flat, as /health shows them).
+   */
+  hmacSha224: boolean;
+  hmacSha256: boolean;
+  hmacSha384: boolean;
+  hmacSha512: boolean;
 }
 
 /**
@@ -53,7 +62,9 @@ export interface HsmCapabilities {
 export type VersionKeySpec =
   | { kind: 'aes'; bits: 128 | 192 | 256 }
   | { kind: 'rsa'; bits: 2048 | 3072; use: 'decrypt' | 'sign' }
-  | { kind: 'ec'; curve: EcCurve };
+  | { kind: 'ec'; curve: EcCurve }
+  /** A CKK_GENERIC_SECRET as long as the hash's output, used only for HMAC with that hash. */
+  | { kind: 'hmac'; hash: MacHash };
 
 /** The port's spec of a key's versions: its KeySpec's shape, and for RSA whether it decrypts or signs. */
 export function versionKeySpec(key: { keySpec: KeySpec; keyUsage: KeyUsage }): VersionKeySpec {
@@ -157,6 +168,12 @@ export interface Hsm {
   encryptWithVersionKey(versionId: string, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed>;
   /** Throws KmsError InvalidCiphertext when the tag does not verify. */
   decryptWithVersionKey(versionId: string, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer>;
+  /**
+   * HMAC of `message` inside the token (C_Sign, CKM_SHA*_HMAC) with a version's generic-secret
+   * key. Verification recomputes this and compares in constant time (services/mac.ts), so
+   * one token operation serves both actions.
+   */
+  macWithVersionKey(versionId: string, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer>;
 
   /** AES-GCM under the token's root key; returns iv ‖ ciphertext ‖ tag. */
   sealWithRootKey(plaintext: Buffer, aad?: Buffer): Promise<Buffer>;

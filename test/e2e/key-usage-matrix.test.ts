@@ -26,15 +26,16 @@ interface TestKey {
 
 const digest = createHash('sha256').update('usage matrix').digest().toString('base64');
 const wrapping = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
-const SPEC: Record<Exclude<UsageColumn, 'mac'>, { KeySpec: string; KeyUsage: string }> = {
+const SPEC: Record<UsageColumn, { KeySpec: string; KeyUsage: string }> = {
   'symmetric-encrypt': { KeySpec: 'Aliyun_AES_256', KeyUsage: 'ENCRYPT/DECRYPT' },
   'asymmetric-encrypt': { KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' },
   sign: { KeySpec: 'EC_P256', KeyUsage: 'SIGN/VERIFY' },
+  mac: { KeySpec: 'HMAC_SHA256', KeyUsage: 'GENERATE/VERIFY_MAC' },
 };
 const keys = new Map<string, TestKey>();
 let symmetricDestination: TestKey;
 
-async function makeKey(tier: 'HSM' | 'SOFTWARE', column: Exclude<UsageColumn, 'mac'>): Promise<TestKey> {
+async function makeKey(tier: 'HSM' | 'SOFTWARE', column: UsageColumn): Promise<TestKey> {
   const created = await call('CreateKey', { DKMSInstanceId: tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId, ...SPEC[column] });
   const keyId = created.KeyMetadata.KeyId as string;
   const versionId = created.KeyMetadata.PrimaryKeyVersion as string;
@@ -97,7 +98,7 @@ beforeAll(async () => {
   call = openApiClient(server.endpoint, server.admin);
   symmetricDestination = await makeKey('SOFTWARE', 'symmetric-encrypt');
   for (const tier of ['HSM', 'SOFTWARE'] as const) {
-    for (const column of Object.keys(SPEC) as Array<Exclude<UsageColumn, 'mac'>>) keys.set(`${tier}/${column}`, await makeKey(tier, column));
+    for (const column of Object.keys(SPEC) as UsageColumn[]) keys.set(`${tier}/${column}`, await makeKey(tier, column));
   }
 }, 120_000);
 
@@ -106,8 +107,7 @@ afterAll(async () => {
 });
 
 describe.each(['HSM', 'SOFTWARE'] as const)('%s tier: usage × action through the SDK', (tier) => {
-  // MAC keys (GENERATE/VERIFY_MAC) come with GenerateMac/VerifyMac (issue 15, a later part).
-  const columns = USAGE_COLUMNS.filter((c): c is Exclude<UsageColumn, 'mac'> => c !== 'mac');
+  const columns = USAGE_COLUMNS;
   const cells = [...USAGE_ACTIONS, 'ReEncrypt (destination)' as const].flatMap((action) => columns.map((column) => [action, column] as const));
 
   it.each(cells)('%s on a %s key', async (action, column) => {

@@ -67,6 +67,8 @@ const EXPECTED: Record<KeyAction, [string, string, string, string]> = {
   AsymmetricSign: [OK, D, PD, PI],
   AsymmetricVerify: [OK, D, PD, PI],
   GetPublicKey: [OK, D, PD, PI],
+  GenerateMac: [OK, D, PD, PI],
+  VerifyMac: [OK, D, PD, PI],
 };
 
 function outcome(action: KeyAction, state: KeyState): string {
@@ -147,8 +149,9 @@ describe('stateAfter', () => {
 
 describe('specs, usage and material', () => {
   it('offers AES-256 and the asymmetric specs (not EC_SM2) to SOFTWARE keys, every spec to HSM keys', () => {
-    expect(allowedKeySpecs('SOFTWARE')).toEqual(['Aliyun_AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K']);
-    expect(allowedKeySpecs('HSM')).toEqual(['Aliyun_AES_256', 'Aliyun_AES_192', 'Aliyun_AES_128', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K', 'EC_SM2']);
+    const mac = ['HMAC_SHA224', 'HMAC_SHA256', 'HMAC_SHA384', 'HMAC_SHA512'];
+    expect(allowedKeySpecs('SOFTWARE')).toEqual(['Aliyun_AES_256', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K', ...mac]);
+    expect(allowedKeySpecs('HSM')).toEqual(['Aliyun_AES_256', 'Aliyun_AES_192', 'Aliyun_AES_128', 'RSA_2048', 'RSA_3072', 'EC_P256', 'EC_P256K', 'EC_SM2', ...mac]);
   });
 
   const lengths = [
@@ -173,6 +176,11 @@ describe('specs, usage and material', () => {
     ['EC_P256', 'SIGN/VERIFY', ['SIGN/VERIFY']],
     ['EC_P256K', 'SIGN/VERIFY', ['SIGN/VERIFY']],
     ['EC_SM2', 'SIGN/VERIFY', ['SIGN/VERIFY']],
+    // MAC keys only MAC (issue 15): their one usage is the default.
+    ['HMAC_SHA224', 'GENERATE/VERIFY_MAC', ['GENERATE/VERIFY_MAC']],
+    ['HMAC_SHA256', 'GENERATE/VERIFY_MAC', ['GENERATE/VERIFY_MAC']],
+    ['HMAC_SHA384', 'GENERATE/VERIFY_MAC', ['GENERATE/VERIFY_MAC']],
+    ['HMAC_SHA512', 'GENERATE/VERIFY_MAC', ['GENERATE/VERIFY_MAC']],
   ] as const)('%s: default usage %s, allowed %j', (spec, usage, allowed) => {
     expect(defaultKeyUsage(spec)).toBe(usage);
     expect(allowedKeyUsages(spec)).toEqual(allowed);
@@ -188,6 +196,7 @@ describe('who may rotate (seed 002, README "Key rotation")', () => {
     'hsm-generated': { automatic: 'custom', manual: 'new-version' },
     'hsm-byok': { automatic: 'no', manual: 'no' },
     asymmetric: { automatic: 'no', manual: 'no' },
+    mac: { automatic: 'no', manual: 'no' },
     'default-generated': { automatic: 'fixed-365d', manual: 'no' },
     'default-byok': { automatic: 'no', manual: 'no' },
   };
@@ -203,6 +212,9 @@ describe('who may rotate (seed 002, README "Key rotation")', () => {
     ['asymmetric', { ...base, keySpec: 'RSA_2048' }],
     ['asymmetric', { ...base, protectionLevel: 'HSM', keySpec: 'EC_P256' }],
     ['asymmetric', { ...base, instanceId: null, keySpec: 'RSA_3072', origin: 'EXTERNAL' }],
+    ['mac', { ...base, keySpec: 'HMAC_SHA256' }],
+    ['mac', { ...base, protectionLevel: 'HSM', storageMechanism: 'HsmInternal', keySpec: 'HMAC_SHA512' }],
+    ['mac', { ...base, instanceId: null, keySpec: 'HMAC_SHA224' }],
     ['default-generated', { ...base, instanceId: null }],
     ['default-byok', { ...base, instanceId: null, origin: 'EXTERNAL' }],
   ];
@@ -243,6 +255,7 @@ describe('who may rotate (seed 002, README "Key rotation")', () => {
     'hsm-generated': ['ok', 'new-version', U],
     'hsm-byok': [U, U, U],
     asymmetric: [U, U, U],
+    mac: [U, U, U],
     'default-generated': ['InvalidParameter', U, U],
     'default-byok': [U, U, U],
   };

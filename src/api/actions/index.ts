@@ -6,6 +6,7 @@ import { importActions } from './import.js';
 import { instanceActions } from './instances.js';
 import { aliasActions } from './aliases.js';
 import { keyActions } from './keys.js';
+import { macActions } from './mac.js';
 import { randomActions } from './random.js';
 import { reEncryptActions } from './re-encrypt.js';
 import { tagActions } from './tags.js';
@@ -16,6 +17,7 @@ export const allActions: ActionTable = {
   ...keyActions,
   ...cryptoActions,
   ...asymmetricActions,
+  ...macActions,
   ...dataKeyActions,
   ...reEncryptActions,
   ...randomActions,

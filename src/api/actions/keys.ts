@@ -28,7 +28,7 @@ export const keyActions = {
     params: z.object({
       DKMSInstanceId: p.optionalString(64),
       KeySpec: p.optionalString(64),
-      KeyUsage: p.enum(['ENCRYPT/DECRYPT', 'SIGN/VERIFY']).optional(),
+      KeyUsage: p.enum(['ENCRYPT/DECRYPT', 'SIGN/VERIFY', 'GENERATE/VERIFY_MAC']).optional(),
       Origin: p.enum(['Aliyun_KMS', 'EXTERNAL']).optional(),
       ProtectionLevel: p.enum(['SOFTWARE', 'HSM']).optional(),
       Description: p.optionalString(8192),

@@ -1,7 +1,7 @@
-import { constants, createCipheriv, createHash, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
+import { constants, createCipheriv, createHash, createHmac, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { HsmCapabilities, WrappingAlgorithm } from '../hsm.js';
-import { CURVE_OID_DER, type EcCurve } from '../../domain/key-spec.js';
+import { CURVE_OID_DER, type EcCurve, MAC_HASH_BYTES, type MacHash } from '../../domain/key-spec.js';
 import * as m from './mechanisms.js';
 import { ecPublicKeyDer, rsaPublicKeyDer } from './public-keys.js';
 import { signDigest } from './version-keys.js';
@@ -95,7 +95,22 @@ export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): 
       }
     };
 
+    /** A session HMAC key of known value: the token's MAC must equal node:crypto's. */
+    const hmacWorks = (hash: MacHash): boolean =>
+      attempt(() => {
+        const value = randomBytes(MAC_HASH_BYTES[hash]);
+        const key = track(p11.C_CreateObject(session, m.hmacKeyTemplate({ token: false, value })));
+        const message = Buffer.from('hsm-kms probe');
+        p11.C_SignInit(session, m.hmacMechanism(hash), key);
+        const mac = Buffer.from(p11.C_Sign(session, message, Buffer.alloc(64)));
+        return mac.equals(createHmac(hash, value).update(message).digest());
+      });
+
     return {
+      hmacSha224: hmacWorks('sha224'),
+      hmacSha256: hmacWorks('sha256'),
+      hmacSha384: hmacWorks('sha384'),
+      hmacSha512: hmacWorks('sha512'),
       oaepSha1Decrypt: decryptWorks('sha1'),
       oaepSha256Decrypt: decryptWorks('sha256'),
       // 1024 bits keep the probe fast; PSS with a 32-byte salt needs only 66 bytes of modulus.

@@ -1,4 +1,5 @@
 import pkcs11js from 'pkcs11js';
+import type { MacHash } from '../../domain/key-spec.js';
 import type { WrappingAlgorithm } from '../hsm.js';
 
 /** PKCS#11 v2.40 CKZ_DATA_SPECIFIED (pkcs11js does not export it). */
@@ -193,4 +194,49 @@ export function versionKeyPairTemplates(id: string, shape: KeyPairShape, token =
     { type: pkcs11js.CKA_LABEL, value: id },
   ];
   return { publicTemplate, privateTemplate };
+}
+
+// ---- HMAC version keys (MAC keys, issue 15) ---------------------------------------------------
+
+/** The HMAC mechanism for each hash (output not truncated: CKM_SHA*_HMAC, not the _GENERAL forms). */
+export const hmacMechanism = (hash: MacHash): pkcs11js.Mechanism => ({
+  mechanism:
+    hash === 'sha224'
+      ? pkcs11js.CKM_SHA224_HMAC
+      : hash === 'sha256'
+        ? pkcs11js.CKM_SHA256_HMAC
+        : hash === 'sha384'
+          ? pkcs11js.CKM_SHA384_HMAC
+          : pkcs11js.CKM_SHA512_HMAC,
+});
+export const genericSecretKeyGen: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_GENERIC_SECRET_KEY_GEN };
+
+/**
+ * An HMAC key: CKK_GENERIC_SECRET that may only sign and verify (never encrypt, wrap or
+ * derive), private, sensitive and non-extractable, CKA_ID = version id. `value` creates it
+ * from known bytes (the capability probe, and tests that prove the MAC against node:crypto);
+ * otherwise C_GenerateKey makes `valueLength` bytes. `token: false` makes a session object.
+ */
+export function hmacKeyTemplate(o: { id?: string; token: boolean; valueLength?: number; value?: Buffer }): pkcs11js.Template {
+  const template: pkcs11js.Template = [
+    { type: pkcs11js.CKA_CLASS, value: pkcs11js.CKO_SECRET_KEY },
+    { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_GENERIC_SECRET },
+    { type: pkcs11js.CKA_TOKEN, value: o.token },
+    { type: pkcs11js.CKA_PRIVATE, value: true },
+    { type: pkcs11js.CKA_SENSITIVE, value: true },
+    { type: pkcs11js.CKA_EXTRACTABLE, value: false },
+    { type: pkcs11js.CKA_SIGN, value: true },
+    { type: pkcs11js.CKA_VERIFY, value: true },
+    { type: pkcs11js.CKA_ENCRYPT, value: false },
+    { type: pkcs11js.CKA_DECRYPT, value: false },
+    { type: pkcs11js.CKA_WRAP, value: false },
+    { type: pkcs11js.CKA_UNWRAP, value: false },
+    { type: pkcs11js.CKA_DERIVE, value: false },
+  ];
+  if (o.id !== undefined) {
+    template.push({ type: pkcs11js.CKA_ID, value: Buffer.from(o.id, 'utf8') }, { type: pkcs11js.CKA_LABEL, value: o.id });
+  }
+  if (o.valueLength !== undefined) template.push({ type: pkcs11js.CKA_VALUE_LEN, value: o.valueLength });
+  if (o.value !== undefined) template.push({ type: pkcs11js.CKA_VALUE, value: o.value });
+  return template;
 }

@@ -1,6 +1,7 @@
 import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { AsymmetricEncryptionAlgorithm, SigningAlgorithm } from '../../domain/asymmetric.js';
+import { type MacAlgorithm, macHash } from '../../domain/mac.js';
 import { invalidCiphertext, internalFailure } from '../../domain/errors.js';
 import type {
   AesGcmSealed,
@@ -156,6 +157,10 @@ export class Pkcs11Hsm implements Hsm {
 
   async decryptWithVersionKey(versionId: string, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
     return this.withSecretKey(versionId, (key) => this.gcmDecrypt(key, sealed, aad));
+  }
+
+  macWithVersionKey(versionId: string, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
+    return this.versionKeys.mac(versionId, macHash(algorithm), message);
   }
 
   async fingerprintVersionKey(versionId: string): Promise<Buffer> {

@@ -1,7 +1,8 @@
 /**
  * Version keys in the token, by spec (hsm.ts `VersionKeySpec`): generation with the
  * protection read back, lookup, destruction, and the asymmetric operations — signing a
- * digest, RSA-OAEP decryption (native or DESIGN.md's host fallback), the public half.
+ * digest, RSA-OAEP decryption (native or DESIGN.md's host fallback), the public half, and
+ * HMAC with a generic-secret version key (MAC keys).
  * AES-GCM with a version key stays in pkcs11-hsm.ts, beside the root key's.
  */
 import { createPrivateKey, createPublicKey } from 'node:crypto';
@@ -15,7 +16,7 @@ import {
   oaepHash,
 } from '../../domain/asymmetric.js';
 import { KmsError, internalFailure, invalidCiphertext } from '../../domain/errors.js';
-import { CURVE_OID_DER, CURVE_ORDER_BYTES, type EcCurve } from '../../domain/key-spec.js';
+import { CURVE_OID_DER, CURVE_ORDER_BYTES, type EcCurve, MAC_HASH_BYTES, type MacHash } from '../../domain/key-spec.js';
 import type { HsmCapabilities, VersionKeySpec } from '../hsm.js';
 import { rawRsaOaepDecrypt } from './byok-unwrap.js';
 import { pkcs11Code, translatePkcs11Error } from './errors.js';
@@ -60,6 +61,9 @@ export class VersionKeys {
     switch (spec.kind) {
       case 'aes':
         return caps.aesGcm;
+      case 'hmac':
+        // Probed per hash (capabilities.ts), never assumed from the mechanism list.
+        return { sha224: caps.hmacSha224, sha256: caps.hmacSha256, sha384: caps.hmacSha384, sha512: caps.hmacSha512 }[spec.hash];
       case 'rsa':
         return true;
       case 'ec':
@@ -81,6 +85,20 @@ export class VersionKeys {
         assertUnreadable(this.p11, session, key);
         return key;
       });
+      this.cache.set(versionId, handle);
+      return;
+    }
+    if (spec.kind === 'hmac') {
+      const handle = await this.run('generateVersionKey', async (session) => {
+        const key = await this.p11.C_GenerateKeyAsync(
+          session,
+          m.genericSecretKeyGen,
+          m.hmacKeyTemplate({ token: true, id: versionId, valueLength: MAC_HASH_BYTES[spec.hash] }),
+        );
+        assertUnreadable(this.p11, session, key);
+        return key;
+      });
+      // Secret keys of every kind are cached under the bare version id (`has`, `mac`).
       this.cache.set(versionId, handle);
       return;
     }
@@ -247,6 +265,20 @@ export class VersionKeys {
           if (translated.kind === 'unavailable') throw translated;
           throw invalidCiphertext();
         }
+      }),
+    );
+  }
+
+  /**
+   * HMAC of `message` with the version's generic-secret key, in the token. Any secret key
+   * found by CKA_ID is tried: an AES key would fail CKR_KEY_TYPE_INCONSISTENT, which the
+   * usage table keeps from ever happening.
+   */
+  async mac(versionId: string, hash: MacHash, message: Buffer): Promise<Buffer> {
+    return this.cache.withObject(versionId, m.secretKeyById(versionId), missingMaterial, (key) =>
+      this.run('mac', async (session) => {
+        this.p11.C_SignInit(session, m.hmacMechanism(hash), key);
+        return Buffer.from(await this.p11.C_SignAsync(session, message, Buffer.alloc(MAC_HASH_BYTES[hash])));
       }),
     );
   }

@@ -1,0 +1,88 @@
+/**
+ * The MAC use cases (issue 15, alibaba-api.md §3.4): GenerateMac and VerifyMac with a
+ * GENERATE/VERIFY_MAC key, on both tiers. Each checks, in order: the key exists and is
+ * visible, its usage allows the action (domain/key.ts usage table), its state does, and the
+ * algorithm is the one its spec fixes (domain/mac.ts). The MAC is computed with the key's
+ * primary version — its only one, since MAC keys never rotate (the who-may-rotate table).
+ *
+ * Tier dispatch: a `token` version's generic-secret key is in the HSM (C_Sign with
+ * CKM_SHA*_HMAC); a `sealed` version's material is unsealed from the root key into the
+ * SOFTWARE cache and used with node:crypto. VerifyMac recomputes the MAC the same way and
+ * compares in constant time. Neither the message nor the MAC is ever logged.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { dryRunSucceeded } from '../domain/dry-run.js';
+import { internalFailure } from '../domain/errors.js';
+import { type Key, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
+import { type MacAlgorithm, assertMacAlgorithm, decodeMac, decodeMacMessage } from '../domain/mac.js';
+import { hmacWithMaterial } from '../hsm/software-mac.js';
+import { type KeyVersion, getVersion } from '../store/versions.js';
+import type { Caller, ServiceDeps } from './context.js';
+import { loadKey } from './key-lookup.js';
+
+export interface MacInput {
+  /** `KeyId`: an id, alias or ARN. */
+  keyId: string;
+  algorithm: string;
+  /** `Message`, base64. */
+  message: string;
+  /** §3.4 DryRun: every check runs, then DryRunOperationError instead of the operation. */
+  dryRun?: boolean | undefined;
+}
+
+/** GenerateMac: the base64 MAC of the message. */
+export async function generateMac(
+  deps: ServiceDeps,
+  input: MacInput,
+  caller: Caller,
+): Promise<{ keyId: string; keyVersionId: string; algorithm: MacAlgorithm; mac: string }> {
+  const { key, version, algorithm, message } = await prepare(deps, input, 'GenerateMac', caller);
+  if (input.dryRun) throw dryRunSucceeded();
+  const mac = await macWith(deps, version, algorithm, message);
+  return { keyId: key.id, keyVersionId: version.id, algorithm, mac: mac.toString('base64') };
+}
+
+/** VerifyMac: `Value` true only when `Mac` is the message's MAC under the key; any other MAC (or length) is false. */
+export async function verifyMac(
+  deps: ServiceDeps,
+  input: MacInput & { mac: string },
+  caller: Caller,
+): Promise<{ keyId: string; algorithm: MacAlgorithm; value: boolean }> {
+  const { key, version, algorithm, message } = await prepare(deps, input, 'VerifyMac', caller);
+  const presented = decodeMac(input.mac);
+  if (input.dryRun) throw dryRunSucceeded();
+  const expected = await macWith(deps, version, algorithm, message);
+  // timingSafeEqual needs equal lengths; the length of a MAC is public (it is the algorithm's).
+  const value = presented.length === expected.length && timingSafeEqual(presented, expected);
+  return { keyId: key.id, algorithm, value };
+}
+
+/**
+ * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), Rejected.UnsupportedOperation
+ *   (400, not a MAC key), Rejected.<State> (409), InvalidParameter (Algorithm, Message)
+ */
+async function prepare(
+  deps: ServiceDeps,
+  input: MacInput,
+  action: 'GenerateMac' | 'VerifyMac',
+  caller: Caller,
+): Promise<{ key: Key; version: KeyVersion; algorithm: MacAlgorithm; message: Buffer }> {
+  const key = await loadKey(deps, deps.db, input.keyId, caller);
+  assertUsageAllows(action, key);
+  // Our choice (§5.1 captures no MAC rows): only Enabled keys MAC, as for every crypto action.
+  assertAllowed(action, key.state);
+  const algorithm = assertMacAlgorithm(keyShape(key.keySpec), key.keySpec, input.algorithm);
+  const message = decodeMacMessage(input.message);
+  const version = await getVersion(deps.db, key.primaryVersionId);
+  if (!version || !version.hasMaterial) throw internalFailure('The MAC key has no usable version.');
+  return { key, version, algorithm, message };
+}
+
+async function macWith(deps: ServiceDeps, version: KeyVersion, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
+  if (version.storage === 'token') return deps.hsm.macWithVersionKey(version.id, algorithm, message);
+  const material = await deps.software.material(version.id, async () => {
+    if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
+    return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));
+  });
+  return hmacWithMaterial(material, algorithm, message);
+}
