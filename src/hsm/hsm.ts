@@ -6,10 +6,11 @@ import type { MacAlgorithm } from '../domain/mac.js';
 /**
  * The HSM port. Services talk to this interface only; the one real adapter speaks PKCS#11
  * (hsm/pkcs11/pkcs11-hsm.ts). Every method is async so the event loop never blocks on the
- * token. Key material never crosses this boundary, with two documented exceptions:
+ * token. Key material never crosses this boundary, with three documented exceptions:
  * `unsealWithRootKey` (the SOFTWARE tier decrypts its version keys into process memory by
- * design) and an import into a SOFTWARE-tier key, which returns the material so it can be
- * sealed under the root key.
+ * design), an import into a SOFTWARE-tier key, which returns the material so it can be
+ * sealed under the root key, and `signWithKeyMaterial`, which takes a SOFTWARE-tier private
+ * key *in* to sign with a transient token object (node:crypto cannot sign a digest).
  */
 
 /** BYOK wrapping algorithms (seed 000, step 2). */
