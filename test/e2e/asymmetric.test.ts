@@ -334,6 +334,8 @@ describe('OAEP-SHA256 on a token without it (SoftHSM2 2.6.1): the documented fal
     expect(caps.oaepSha256Decrypt).toBe(false);
     expect(caps.oaepSha1Decrypt).toBe(true);
     expect(caps.rsaX509).toBe(true);
+    // The signing probes: what SoftHSM2 2.6.1 here really does (checked against node:crypto).
+    expect([caps.rsaPss, caps.ecdsaP256, caps.ecdsaSecp256k1]).toEqual([true, true, true]);
     expect(server.kms.deps.hsm.supportsAsymmetricDecryption('RSAES_OAEP_SHA_256')).toBe(true);
   });
 

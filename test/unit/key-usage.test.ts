@@ -1,6 +1,6 @@
 import { generateKeyPairSync, sign, verify } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { decodeDigest, ecdsaRawToDer, maxOaepPlaintextBytes } from '../../src/domain/asymmetric.js';
+import { decodeDigest, ecdsaDerToRaw, ecdsaRawToDer, maxOaepPlaintextBytes } from '../../src/domain/asymmetric.js';
 import { KmsError } from '../../src/domain/errors.js';
 import { USAGE_ACTIONS, USAGE_COLUMNS, type UsageAction, type UsageColumn, assertUsageAllows, usageAllows, usageColumn } from '../../src/domain/key.js';
 
@@ -85,6 +85,21 @@ describe('asymmetric encodings', () => {
     r[31] = 1;
     const s = Buffer.alloc(32, 0xff);
     expect(ecdsaRawToDer(Buffer.concat([r, s])).toString('hex')).toBe(`3026020101022100${'ff'.repeat(32)}`);
+  });
+
+  it('ecdsaDerToRaw inverts ecdsaRawToDer and refuses malformed DER', () => {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    for (let i = 0; i < 20; i++) {
+      const raw = sign('sha256', Buffer.from(`m${i}`), { key: privateKey, dsaEncoding: 'ieee-p1363' });
+      const der = ecdsaRawToDer(raw);
+      expect(ecdsaDerToRaw(der, 32)).toEqual(raw);
+      expect(ecdsaDerToRaw(Buffer.concat([der, Buffer.from([0])]), 32)).toBeUndefined();
+      expect(ecdsaDerToRaw(der.subarray(0, der.length - 1), 32)).toBeUndefined();
+    }
+    expect(ecdsaDerToRaw(Buffer.alloc(0), 32)).toBeUndefined();
+    expect(ecdsaDerToRaw(Buffer.from('3006020101020101', 'hex'), 32)).toEqual(Buffer.concat([Buffer.alloc(31), Buffer.from([1]), Buffer.alloc(31), Buffer.from([1])]));
+    // An r longer than the curve's order bytes.
+    expect(ecdsaDerToRaw(Buffer.from(`30260221${'11'.repeat(33)}020101`, 'hex'), 32)).toBeUndefined();
   });
 
   it('Digest must be strict base64 of 32 bytes', () => {
