@@ -267,6 +267,14 @@ describe('CreateKey: specs and usages', () => {
     expect(software.data.Message).toMatch(/EC_SM2 is not available for SOFTWARE keys/);
   });
 
+  it('ListKeys filters by the new KeySpecs and usages', async () => {
+    const rsa = await createKey('SOFTWARE', 'RSA_3072', 'ENCRYPT/DECRYPT');
+    const listed = async (filters: object[]) =>
+      ((await call('ListKeys', { PageSize: 100, Filters: JSON.stringify(filters) })).Keys.Key as Array<{ KeyId: string }>).map((k) => k.KeyId);
+    expect(await listed([{ Key: 'KeySpec', Values: ['RSA_3072'] }, { Key: 'KeyUsage', Values: ['ENCRYPT/DECRYPT'] }])).toContain(rsa.keyId);
+    expect(await listed([{ Key: 'KeyUsage', Values: ['SIGN/VERIFY'] }])).not.toContain(rsa.keyId);
+  });
+
   it('refuses a usage the spec cannot have, and imported asymmetric material', async () => {
     expect(await sdkError(() => call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'EC_P256', KeyUsage: 'ENCRYPT/DECRYPT' }))).toMatchObject({ code: 'InvalidParameter', statusCode: 400 });
     expect(await sdkError(() => call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'Aliyun_AES_256', KeyUsage: 'SIGN/VERIFY' }))).toMatchObject({ code: 'InvalidParameter', statusCode: 400 });
