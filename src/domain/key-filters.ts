@@ -1,5 +1,5 @@
 import { invalidParameter } from './errors.js';
-import { KEY_STATES, type KeyState, type KeyUsage, type ProtectionLevel } from './key.js';
+import { KEY_STATES, KEY_USAGES, type KeyState, type KeyUsage, type ProtectionLevel } from './key.js';
 
 /**
  * ListKeys `Filters` (alibaba-api.md §3.1): a JSON array such as
@@ -30,6 +30,11 @@ const FILTERABLE_SPECS = [
   'EC_P256',
   'EC_P256K',
   'EC_SM2',
+  // Ours (MAC keys, issue 15; domain/key-spec.ts).
+  'HMAC_SHA224',
+  'HMAC_SHA256',
+  'HMAC_SHA384',
+  'HMAC_SHA512',
 ] as const;
 
 const MAX_FILTERS = 10;
@@ -41,7 +46,7 @@ type FilterKey = 'KeyState' | 'KeySpec' | 'KeyUsage' | 'ProtectionLevel' | 'DKMS
 const VALUES: Readonly<Record<FilterKey, readonly string[] | null>> = {
   KeyState: KEY_STATES,
   KeySpec: FILTERABLE_SPECS,
-  KeyUsage: ['ENCRYPT/DECRYPT', 'SIGN/VERIFY'],
+  KeyUsage: KEY_USAGES,
   ProtectionLevel: ['SOFTWARE', 'HSM'],
   DKMSInstanceId: null,
   CreatorType: ['User', 'Service'],

@@ -7,6 +7,7 @@ import { MAC_ALGORITHMS, type MacAlgorithm, macHash } from '../../src/domain/mac
 import { MAC_HASH_BYTES } from '../../src/domain/key-spec.js';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
+import { reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { getVersion } from '../../src/store/versions.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -111,6 +112,8 @@ describe.each(TIERS)('%s tier: GenerateMac / VerifyMac', (tier) => {
     expect(await sdkError(() => call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, Mac: '***' }))).toMatchObject({ code: 'InvalidParameter', statusCode: 400 });
 
     expect(await sdkError(() => call('GenerateMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, DryRun: 'true' }))).toMatchObject({ code: 'DryRunOperationError' });
+    expect(await sdkError(() => call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, Mac: Message, DryRun: 'true' }))).toMatchObject({ code: 'DryRunOperationError' });
+    expect(await sdkError(() => call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_512', Message, Mac: Message, DryRun: 'true' }))).toMatchObject({ code: 'ValidationError' });
     expect(await sdkError(() => call('GenerateMac', { KeyId: 'key-doesnotexist0000000000', Algorithm: 'HMAC_SHA_256', Message }))).toMatchObject({ code: 'Forbidden.KeyNotFound', statusCode: 404 });
 
     // MAC keys never rotate (the key policy's `mac` row).
@@ -214,6 +217,26 @@ describe('HSM-tier MAC keys are sensitive and non-extractable', () => {
     });
     // The reconciler's inventory lists it as a version key.
     expect((await server.kms.deps.hsm.listObjectIds()).versionKeys).toContain(key.versionId);
+  });
+
+  it('ListKeys filters by the MAC specs and usage', async () => {
+    const key = await createMacKey('HSM', 'HMAC_SHA224');
+    const filters = (spec: string, usage: string) => JSON.stringify([{ Key: 'KeySpec', Values: [spec] }, { Key: 'KeyUsage', Values: [usage] }]);
+    const ids = (answer: Record<string, any>) => (answer.Keys?.Key ?? []).map((k: { KeyId: string }) => k.KeyId);
+    expect(ids(await call('ListKeys', { Filters: filters('HMAC_SHA224', 'GENERATE/VERIFY_MAC'), PageSize: 100 }))).toContain(key.keyId);
+    expect(ids(await call('ListKeys', { Filters: filters('HMAC_SHA224', 'ENCRYPT/DECRYPT'), PageSize: 100 }))).not.toContain(key.keyId);
+  });
+
+  it('an orphan HMAC object (a CreateKey that crashed before its commit) is reconciled away; a committed one stays', async () => {
+    const key = await createMacKey('HSM', 'HMAC_SHA256');
+    const orphan = randomUUID();
+    await server.kms.deps.hsm.generateVersionKey(orphan, { kind: 'hmac', hash: 'sha256' });
+    await reconcileHsmObjects(server.kms.deps, { graceMs: 0 });
+    const second = await reconcileHsmObjects(server.kms.deps, { graceMs: 0 });
+    expect(second.destroyed).toContainEqual({ kind: 'orphan-version-key', objectId: orphan });
+    expect(second.destroyed.map((d) => d.objectId)).not.toContain(key.versionId);
+    expect(await server.kms.deps.hsm.hasVersionKey(orphan)).toBe(false);
+    expect(await server.kms.deps.hsm.hasVersionKey(key.versionId)).toBe(true);
   });
 
   it('pkcs11-tool --list-objects shows the MAC key sensitive, never extractable, without a value', async () => {

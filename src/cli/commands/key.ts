@@ -64,8 +64,8 @@ export function registerKeyCommands(program: Command): void {
 
   clientCommand(key.command('create').description('CreateKey'))
     .option('--instance <kmsInstanceId>', 'DKMSInstanceId (omit for a default key)')
-    .option('--spec <keySpec>', 'Aliyun_AES_256 (default), Aliyun_AES_192 or Aliyun_AES_128 (HSM instances)')
-    .option('--usage <keyUsage>', 'ENCRYPT/DECRYPT')
+    .option('--spec <keySpec>', 'Aliyun_AES_256 (default), Aliyun_AES_192 or Aliyun_AES_128 (HSM instances), RSA_2048, RSA_3072, EC_P256, EC_P256K, HMAC_SHA224/256/384/512')
+    .option('--usage <keyUsage>', 'ENCRYPT/DECRYPT, SIGN/VERIFY or GENERATE/VERIFY_MAC (default: by the spec)')
     .option('--origin <origin>', 'Aliyun_KMS (default) or EXTERNAL (BYOK: the key waits in PendingImport)')
     .option('--protection-level <level>', 'SOFTWARE or HSM (decided by the instance when --instance is given)')
     .option('--description <text>', 'description')
