@@ -120,9 +120,15 @@ describe.each(TIERS)('%s tier: GenerateMac / VerifyMac', (tier) => {
     expect(await sdkError(() => call('CreateKeyVersion', { KeyId: key.keyId }))).toMatchObject({ code: 'Rejected.UnsupportedOperation', statusCode: 400 });
     expect(await sdkError(() => call('UpdateRotationPolicy', { KeyId: key.keyId, EnableAutomaticRotation: 'true', RotationInterval: '30d' }))).toMatchObject({ code: 'Rejected.UnsupportedOperation', statusCode: 400 });
 
-    // A disabled MAC key does not MAC (§5.1's crypto row).
+    // Only an Enabled MAC key MACs (§5.1's crypto row), for both actions; enabled again, it verifies its old MACs.
+    const { Mac } = await call('GenerateMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message });
     await call('DisableKey', { KeyId: key.keyId });
     expect(await sdkError(() => call('GenerateMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message }))).toMatchObject({ code: 'Rejected.Disabled', statusCode: 409 });
+    expect(await sdkError(() => call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, Mac }))).toMatchObject({ code: 'Rejected.Disabled', statusCode: 409 });
+    await call('EnableKey', { KeyId: key.keyId });
+    expect((await call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, Mac })).Value).toBe(true);
+    await call('ScheduleKeyDeletion', { KeyId: key.keyId, PendingWindowInDays: 7 });
+    expect(await sdkError(() => call('VerifyMac', { KeyId: key.keyId, Algorithm: 'HMAC_SHA_256', Message, Mac }))).toMatchObject({ code: 'Rejected.PendingDeletion', statusCode: 409 });
   });
 
   it('CreateKey: a MAC spec takes only GENERATE/VERIFY_MAC; other specs refuse that usage; no imported MAC material', async () => {
