@@ -129,11 +129,6 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s tier: usage × action through th
       outcome = { ok: false, code: e.data?.Code ?? 'unknown', statusCode: e.statusCode ?? e.data?.HttpStatus, message: e.data?.Message ?? e.message };
     }
     if (!outcome.ok) expect(outcome.statusCode, outcome.message).toBeLessThan(500);
-    if (allowed && action === 'ReEncryptFromAsymmetric' && !outcome.ok && /not supported yet/.test(outcome.message)) {
-      // ReEncrypt's asymmetric source form is another part of issue 15 (services/re-encrypt.ts,
-      // over services/asymmetric.ts asymmetricDecrypt); until it lands it is refused on purpose.
-      return;
-    }
     if (allowed) {
       expect(outcome, JSON.stringify(outcome)).toEqual({ ok: true });
     } else {
