@@ -25,7 +25,8 @@ import { dryRunSucceeded } from '../domain/dry-run.js';
 import { internalFailure, invalidParameter, keyVersionNotFound, unsupportedOperation } from '../domain/errors.js';
 import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
 import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js';
-import { type KeyVersion, getVersion } from '../store/versions.js';
+import { getVersion } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
 

@@ -4,7 +4,8 @@ import { KmsError, internalFailure, invalidParameter, keyNotFound } from '../dom
 import { assertAllowed, assertUsageAllows } from '../domain/key.js';
 import type { AesGcmSealed } from '../hsm/hsm.js';
 import { getKey } from '../store/keys.js';
-import { type KeyVersion, getVersion } from '../store/versions.js';
+import { getVersion } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { authorizeKey, loadKey } from './key-lookup.js';
 

@@ -15,9 +15,11 @@ import { assertNewMaterialImport, materialLength, stateAfter } from '../domain/k
 import type { Hsm, ImportUnwrapRequest, UnwrapPath } from '../hsm/hsm.js';
 import { recordAudit } from '../store/audit.js';
 import { type Queryable, withTransaction } from '../store/db.js';
-import { type Key, getKey, updateKey } from '../store/keys.js';
+import { getKey, updateKey } from '../store/keys.js';
+import type { Key } from '../domain/key.js';
 import { insertVersionWithinQuota } from '../store/quota.js';
-import { type KeyVersion, findVersionByFingerprint, getPendingVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
+import { findVersionByFingerprint, getPendingVersion, getVersion, updateVersionMaterial } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import { getIssuedWrappingKey } from '../store/wrapping-keys.js';
 import { scheduleBestEffort } from './jobs-port.js';
 import { assertAdmin } from './permissions.js';

@@ -1,5 +1,6 @@
 import { type KeyListFilter, parseKeyFilters } from '../domain/key-filters.js';
-import { type Key, type KeyFilter, listKeys } from '../store/keys.js';
+import { type KeyFilter, listKeys } from '../store/keys.js';
+import type { Key } from '../domain/key.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { visibleInstanceIds } from './permissions.js';
 

@@ -3,7 +3,8 @@ import { aliasNotFound, keyNotFound } from '../domain/errors.js';
 import { parseKeyReference } from '../domain/ids.js';
 import { getAlias } from '../store/aliases.js';
 import type { Queryable } from '../store/db.js';
-import { type Key, getKey } from '../store/keys.js';
+import { getKey } from '../store/keys.js';
+import type { Key } from '../domain/key.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { visibleInstanceIds } from './permissions.js';
 

@@ -1,6 +1,7 @@
 import { keyVersionNotFound } from '../domain/errors.js';
 import { assertAllowed } from '../domain/key.js';
-import { type KeyVersion, getVersion, listVersions } from '../store/versions.js';
+import { getVersion, listVersions } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
 

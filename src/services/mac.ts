@@ -16,7 +16,8 @@ import { internalFailure } from '../domain/errors.js';
 import { type Key, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
 import { type MacAlgorithm, assertMacAlgorithm, decodeMac, decodeMacMessage } from '../domain/mac.js';
 import { hmacWithMaterial } from '../hsm/software-mac.js';
-import { type KeyVersion, getVersion } from '../store/versions.js';
+import { getVersion } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
 

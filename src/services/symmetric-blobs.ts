@@ -8,7 +8,8 @@ import { decodeCiphertextBlob, encodeCiphertextBlob } from '../domain/ciphertext
 import { KmsError, internalFailure, keyNotFound } from '../domain/errors.js';
 import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows } from '../domain/key.js';
 import { getKey } from '../store/keys.js';
-import { type KeyVersion, getVersion } from '../store/versions.js';
+import { getVersion } from '../store/versions.js';
+import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { openWith, sealWith } from './crypto.js';
 import { authorizeKey, loadKey } from './key-lookup.js';

@@ -9,7 +9,7 @@ import { type TagCursor, decodeTagCursor, encodeTagCursor } from '../domain/page
 import { MAX_TAGS_PER_KEY, type Tag } from '../domain/tags.js';
 import { recordAudit } from '../store/audit.js';
 import { withTransaction } from '../store/db.js';
-import type { Key } from '../store/keys.js';
+import type { Key } from '../domain/key.js';
 import { type KeyTag, deleteAllTags, deleteTags, listTagPairs, listTags, upsertTags } from '../store/tags.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey, resolveKeyId } from './key-lookup.js';
