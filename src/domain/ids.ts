@@ -27,6 +27,9 @@ export const newInstanceId = (): string => `kst-${ID_INFIX}${randomAlnum(SUFFIX_
 /** A new key version id: a lowercase UUID, which is exactly the 36 ASCII bytes a ciphertext blob starts with. */
 export const newVersionId = (): string => randomUUID();
 
+/** Version ids are UUIDs (either case names the same version); anything else names no version. */
+export const isVersionId = (text: string): boolean => /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(text);
+
 /** `acs:kms:${region}:${account}:key/${keyId}` (alibaba-api.md §5.2). */
 export const keyArn = (region: string, account: string, keyId: string): string =>
   `acs:kms:${region}:${account}:key/${keyId}`;

@@ -23,6 +23,7 @@ import {
 } from '../domain/asymmetric.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
 import { internalFailure, invalidParameter, keyVersionNotFound, unsupportedOperation } from '../domain/errors.js';
+import { isVersionId } from '../domain/ids.js';
 import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
 import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js';
 import { getVersion } from '../store/versions.js';
@@ -54,7 +55,10 @@ export async function loadAsymmetricVersion(
   const key = await loadKey(deps, deps.db, target.keyId, caller);
   assertUsageAllows(action, key);
   assertAllowed(action, key.state);
-  const version = await getVersion(deps.db, target.keyVersionId);
+  // Checked before the query: the column is a uuid, and text that is none names no version
+  // (Forbidden.KeyNotFound as documented, not the store's InvalidParameter).
+  if (!isVersionId(target.keyVersionId)) throw keyVersionNotFound();
+  const version = await getVersion(deps.db, target.keyVersionId.toLowerCase());
   if (!version || version.keyId !== key.id) throw keyVersionNotFound();
   if (!version.hasMaterial) throw internalFailure('An asymmetric version has no material.');
   return { key, version };

@@ -1,0 +1,316 @@
+import { createHash, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createAccessKey } from '../../src/services/access.js';
+import { systemCaller } from '../../src/services/context.js';
+import { createInstance } from '../../src/services/instances.js';
+import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
+import { type TestServer, startServer } from '../helpers/server.js';
+
+/**
+ * Adversarial pass on the new crypto surface: concurrency on one key, two processes on one
+ * database, and hostile values on the new actions. Every refusal must be a documented 4xx.
+ */
+let a: TestServer;
+let b: TestServer;
+let callA: CallApi;
+let callB: CallApi;
+
+beforeAll(async () => {
+  a = await startServer();
+  b = await startServer({ databaseUrl: a.databaseUrl });
+  callA = openApiClient(a.endpoint, a.admin);
+  callB = openApiClient(b.endpoint, a.admin);
+}, 120_000);
+
+afterAll(async () => {
+  await b?.stop();
+  await a?.stop();
+});
+
+type Outcome = { ok: true; body: Record<string, any> } | { ok: false; code: string; status: number | undefined; message: string };
+async function outcome(p: () => Promise<Record<string, any>>): Promise<Outcome> {
+  try {
+    return { ok: true, body: await p() };
+  } catch (error) {
+    const e = error as { code?: string; statusCode?: number; message: string; data?: any };
+    return { ok: false, code: e.data?.Code ?? String(e.code ?? ''), status: e.statusCode ?? e.data?.HttpStatus, message: e.message };
+  }
+}
+/** A refusal with this code and status (never a success, never a 5xx). */
+async function refused(p: () => Promise<Record<string, any>>, code: string, status: number) {
+  const o = await outcome(p);
+  expect(o.ok ? { ok: true } : { code: o.code, status: o.status }, JSON.stringify(o).slice(0, 400)).toEqual({ code, status });
+}
+
+async function instance(type: 'HSM' | 'SOFTWARE', keyQuota = 50): Promise<string> {
+  return (await createInstance(a.kms.deps, { type, keyQuota, qps: 10_000 }, systemCaller)).id;
+}
+const versionsOf = async (call: CallApi, keyId: string) =>
+  (await call('ListKeyVersions', { KeyId: keyId, PageSize: 100 })).KeyVersions.KeyVersion as Array<{ KeyVersionId: string; CreationDate: string }>;
+const usedQuota = async (instanceId: string) =>
+  ((await callA('GetKmsInstanceQuotaInfos', { KmsInstanceId: instanceId, ResourceType: 'key' })).KmsInstanceQuotaInfos[0] as { UsedQuantity: number }).UsedQuantity;
+
+describe.each(['HSM', 'SOFTWARE'] as const)('%s: concurrency on one key', (tier) => {
+  it('50 Encrypts during 5 parallel CreateKeyVersion: every blob names a version of the key and decrypts; quota = versions', async () => {
+    const inst = await instance(tier);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const encrypts = Array.from({ length: 50 }, (_, i) => outcome(() => (i % 2 ? callA : callB)('Encrypt', { KeyId: keyId, Plaintext: `p${i}` })));
+    const rotations = Array.from({ length: 5 }, (_, i) => outcome(() => (i % 2 ? callB : callA)('CreateKeyVersion', { KeyId: keyId })));
+    const [enc, rot] = await Promise.all([Promise.all(encrypts), Promise.all(rotations)]);
+    for (const o of [...enc, ...rot]) if (!o.ok) expect(o.status, `${o.code} ${o.message}`).toBeLessThan(500);
+    expect(enc.every((o) => o.ok)).toBe(true);
+    const rotated = rot.filter((o) => o.ok).length;
+    // A concurrent write may lose with the documented 409; every other outcome is a success.
+    for (const o of rot) if (!o.ok) expect(o.code).toBe('Rejected.StateModifiedFailed');
+    const versions = await versionsOf(callA, keyId);
+    expect(versions).toHaveLength(1 + rotated);
+    expect(new Set(versions.map((v) => v.KeyVersionId)).size).toBe(versions.length);
+    const ids = new Set(versions.map((v) => v.KeyVersionId));
+    for (const [i, o] of enc.entries()) {
+      if (!o.ok) continue;
+      expect(ids.has(o.body.KeyVersionId)).toBe(true);
+      const d = await (i % 2 ? callB : callA)('Decrypt', { CiphertextBlob: o.body.CiphertextBlob });
+      expect([d.Plaintext, d.KeyId, d.KeyVersionId]).toEqual([`p${i}`, keyId, o.body.KeyVersionId]);
+    }
+    expect(await usedQuota(inst)).toBe(versions.length);
+    const meta = (await callB('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    // The primary is the newest version, and a fresh Encrypt on either process uses it.
+    const newest = [...versions].sort((x, y) => (x.CreationDate < y.CreationDate ? 1 : -1))[0]!;
+    expect(versions.map((v) => v.KeyVersionId)).toContain(meta.PrimaryKeyVersion);
+    expect(meta.PrimaryKeyVersion === newest.KeyVersionId || versions.filter((v) => v.CreationDate === newest.CreationDate).length > 1).toBe(true);
+    for (const call of [callA, callB]) expect((await call('Encrypt', { KeyId: keyId, Plaintext: 'x' })).KeyVersionId).toBe(meta.PrimaryKeyVersion);
+  }, 120_000);
+
+  it('parallel ReEncrypt between two keys while the destination is disabled midway: no 5xx, every answer consistent', async () => {
+    const inst = await instance(tier);
+    const src = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const dst = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const blob = (await callA('Encrypt', { KeyId: src, Plaintext: 'secret' })).CiphertextBlob as string;
+    const runs = Array.from({ length: 30 }, (_, i) => outcome(() => (i % 2 ? callA : callB)('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: dst })));
+    const disable = outcome(() => callB('DisableKey', { KeyId: dst }));
+    const results = await Promise.all([...runs, disable]);
+    for (const o of results) {
+      if (o.ok) continue;
+      expect([o.code, o.status], o.message).toEqual(['Rejected.Disabled', 409]);
+    }
+    for (const o of results.slice(0, 30)) {
+      if (!o.ok) continue;
+      expect(o.body.KeyId).toBe(dst);
+      expect((await callA('EnableKey', { KeyId: dst }).then(() => callA('Decrypt', { CiphertextBlob: o.body.CiphertextBlob }))).Plaintext).toBe('secret');
+    }
+  }, 120_000);
+});
+
+describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
+  it('exactly one PendingRotation version, the rest refused with a 4xx', async () => {
+    const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
+    const inst = await instance('SOFTWARE');
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const importOne = async (call: CallApi, extra: Record<string, unknown>) => {
+      const p = await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+      const wrapped = wrapKeyMaterial(Buffer.from(p.PublicKey as string, 'base64'), 'RSAES_OAEP_SHA_256', randomBytes(32)).toString('base64');
+      return call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrapped, ImportToken: p.ImportToken, ...extra });
+    };
+    await importOne(callA, {});
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => outcome(() => importOne(i % 2 ? callA : callB, { ImportType: 'NEW_KEY_MATERIAL' }))));
+    for (const o of results) if (!o.ok) expect(o.status, `${o.code} ${o.message}`).toBeLessThan(500);
+    expect(results.filter((o) => o.ok)).toHaveLength(1);
+    const states = (await versionsOf(callA, keyId)).map((v) => (v as any).KeyVersionState);
+    expect(states.filter((s) => s === 'PendingRotation')).toHaveLength(1);
+    expect(states).toHaveLength(2);
+  }, 120_000);
+});
+
+describe('two processes on one database', () => {
+  it('a key created and rotated on A encrypts with the new primary on B and B opens old blobs; an asymmetric key made on A signs on B', async () => {
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const old = (await callB('Encrypt', { KeyId: keyId, Plaintext: 'old' })).CiphertextBlob as string;
+    const v2 = (await callA('CreateKeyVersion', { KeyId: keyId })).KeyVersion.KeyVersionId as string;
+    expect((await callB('Encrypt', { KeyId: keyId, Plaintext: 'new' })).KeyVersionId).toBe(v2);
+    expect((await callB('Decrypt', { CiphertextBlob: old })).Plaintext).toBe('old');
+    for (const inst of [a.hsmInstanceId, a.softwareInstanceId]) {
+      const meta = (await callA('CreateKey', { DKMSInstanceId: inst, KeySpec: 'EC_P256' })).KeyMetadata;
+      const digest = createHash('sha256').update('m').digest('base64');
+      const sig = await callB('AsymmetricSign', { KeyId: meta.KeyId, KeyVersionId: meta.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest });
+      expect((await callA('AsymmetricVerify', { KeyId: meta.KeyId, KeyVersionId: meta.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest, Value: sig.Value })).Value).toBe(true);
+    }
+  }, 120_000);
+});
+
+describe('hostile values on the new actions', () => {
+  let sym: string;
+  let symOther: string;
+  let rsaEnc: { KeyId: string; PrimaryKeyVersion: string };
+  let rsaSign: { KeyId: string; PrimaryKeyVersion: string };
+  let mac: string;
+  let symBlob: string;
+  let dataKeyBlob: string;
+  beforeAll(async () => {
+    sym = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId })).KeyMetadata.KeyId;
+    symOther = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId })).KeyMetadata.KeyId;
+    rsaEnc = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' })).KeyMetadata;
+    rsaSign = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'RSA_2048' })).KeyMetadata;
+    mac = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'HMAC_SHA256', KeyUsage: 'GENERATE/VERIFY_MAC' })).KeyMetadata.KeyId;
+    symBlob = (await callA('Encrypt', { KeyId: sym, Plaintext: 'hello' })).CiphertextBlob;
+    dataKeyBlob = (await callA('GenerateDataKeyWithoutPlaintext', { KeyId: sym, NumberOfBytes: 32 })).CiphertextBlob;
+  }, 120_000);
+
+  it('Digest: wrong length, not base64, empty, 1 MB', async () => {
+    const base = { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256' };
+    for (const Digest of [randomBytes(31).toString('base64'), randomBytes(33).toString('base64'), randomBytes(64).toString('base64'), '!!!!', 'AAAA=AAA', ' ', 'A'.repeat(43), `${randomBytes(32).toString('base64url')}`]) {
+      await refused(() => callA('AsymmetricSign', { ...base, Digest }), 'InvalidParameter', 400);
+      await refused(() => callA('AsymmetricVerify', { ...base, Digest, Value: 'AAAA' }), 'InvalidParameter', 400);
+    }
+  }, 60_000);
+
+  it('a 1 MB Message / Plaintext is refused with a 4xx, not a 5xx or hang', async () => {
+    const big = randomBytes(768 * 1024).toString('base64');
+    for (const [action, params] of [
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: big }],
+      ['VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: big, Mac: 'AAAA' }],
+      ['AsymmetricEncrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: big }],
+      ['Encrypt', { KeyId: sym, Plaintext: big }],
+    ] as const) {
+      const o = await outcome(() => callA(action, params));
+      expect(o.ok, action).toBe(false);
+      if (!o.ok) {
+        expect(o.status, `${action} ${o.code}`).toBeGreaterThanOrEqual(400);
+        expect(o.status, `${action} ${o.code}`).toBeLessThan(500);
+      }
+    }
+  }, 60_000);
+
+  it('a CiphertextBlob naming a version of another kind of key is a 4xx', async () => {
+    const raw = Buffer.from(symBlob, 'base64');
+    // Swap the version id (the first 36 bytes) for the MAC key's, the RSA key's and a random uuid.
+    const macVersion = (await callA('DescribeKey', { KeyId: mac })).KeyMetadata.PrimaryKeyVersion as string;
+    for (const version of [macVersion, rsaEnc.PrimaryKeyVersion, rsaSign.PrimaryKeyVersion, '00000000-0000-4000-8000-000000000000', macVersion.toUpperCase()]) {
+      const forged = Buffer.concat([Buffer.from(version, 'ascii'), raw.subarray(36)]).toString('base64');
+      const d = await outcome(() => callA('Decrypt', { CiphertextBlob: forged }));
+      expect(d.ok).toBe(false);
+      if (!d.ok) expect(d.status, `${d.code} ${d.message}`).toBeLessThan(500);
+      const r = await outcome(() => callA('ReEncrypt', { CiphertextBlob: forged, DestinationKeyId: symOther }));
+      if (!r.ok) expect(r.status, `${r.code} ${r.message}`).toBeLessThan(500);
+      expect(r.ok).toBe(false);
+      const e = await outcome(() => callA('ExportDataKey', { CiphertextBlob: forged, PublicKeyBlob: rsaPub(2048), WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }));
+      if (!e.ok) expect(e.status, `${e.code} ${e.message}`).toBeLessThan(500);
+      expect(e.ok).toBe(false);
+    }
+  }, 60_000);
+
+  it('a KeyVersionId of another key, or not a uuid, is Forbidden.KeyNotFound; upper case names the same version', async () => {
+    const upper = await callA('GetPublicKey', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion.toUpperCase() });
+    expect(upper.KeyVersionId).toBe(rsaSign.PrimaryKeyVersion);
+    for (const KeyVersionId of [rsaEnc.PrimaryKeyVersion, 'not-a-uuid', `${rsaSign.PrimaryKeyVersion}x`, '00000000-0000-0000-0000-000000000000']) {
+      await refused(() => callA('GetPublicKey', { KeyId: rsaSign.KeyId, KeyVersionId }), 'Forbidden.KeyNotFound', 404);
+    }
+    await refused(() => callA('DescribeKeyVersion', { KeyId: sym, KeyVersionId: rsaSign.PrimaryKeyVersion }), 'Forbidden.KeyNotFound', 404);
+    // Every asymmetric action and ReEncrypt's asymmetric source form take the same rule.
+    const digest = createHash('sha256').update('m').digest('base64');
+    for (const KeyVersionId of ['not-a-uuid', `${rsaEnc.PrimaryKeyVersion}x`, rsaSign.PrimaryKeyVersion]) {
+      await refused(() => callA('AsymmetricEncrypt', { KeyId: rsaEnc.KeyId, KeyVersionId, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: 'AAAA' }), 'Forbidden.KeyNotFound', 404);
+      await refused(() => callA('AsymmetricDecrypt', { KeyId: rsaEnc.KeyId, KeyVersionId, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: 'AAAA' }), 'Forbidden.KeyNotFound', 404);
+      await refused(() => callA('AsymmetricVerify', { KeyId: rsaSign.KeyId, KeyVersionId: KeyVersionId === rsaSign.PrimaryKeyVersion ? rsaEnc.PrimaryKeyVersion : KeyVersionId, Algorithm: 'RSA_PKCS1_SHA_256', Digest: digest, Value: 'AAAA' }), 'Forbidden.KeyNotFound', 404);
+      await refused(
+        () => callA('ReEncrypt', { SourceKeyId: rsaEnc.KeyId, SourceKeyVersionId: KeyVersionId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: 'AAAA', DestinationKeyId: sym }),
+        'Forbidden.KeyNotFound',
+        404,
+      );
+    }
+    const upperSource = await callA('AsymmetricEncrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion.toUpperCase(), Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: 'AAAA' });
+    expect(upperSource.KeyVersionId).toBe(rsaEnc.PrimaryKeyVersion);
+  });
+
+  it('a blob whose own version id is upper-cased is not a second valid ciphertext of the same plaintext, or opens to the same answer', async () => {
+    const raw = Buffer.from(symBlob, 'base64');
+    const upper = Buffer.concat([Buffer.from(raw.subarray(0, 36).toString('latin1').toUpperCase(), 'latin1'), raw.subarray(36)]).toString('base64');
+    const o = await outcome(() => callA('Decrypt', { CiphertextBlob: upper }));
+    if (!o.ok) expect([o.code, o.status]).toEqual(['InvalidCiphertext', 400]);
+    else expect([o.body.Plaintext, o.body.KeyVersionId]).toEqual(['hello', raw.subarray(0, 36).toString('latin1')]);
+  });
+
+  it('NumberOfBytes 1e3, 0x10, 1.5, -1, +32, 1025 are InvalidParameter', async () => {
+    for (const NumberOfBytes of ['1e3', '0x10', '1.5', '-1', '+32', ' 32', '1025', '99999999999999999999']) {
+      await refused(() => callA('GenerateDataKey', { KeyId: sym, NumberOfBytes }), 'InvalidParameter', 400);
+      await refused(() => callA('GenerateAndExportDataKey', { KeyId: sym, NumberOfBytes, PublicKeyBlob: rsaPub(2048), WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }), 'InvalidParameter', 400);
+    }
+  });
+
+  it('PublicKeyBlob that is an EC key, a 1024-bit RSA key, garbage, or a mismatched spec is InvalidParameter', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+    for (const [PublicKeyBlob, WrappingKeySpec] of [[ec, 'RSA_2048'], [rsaPub(1024), 'RSA_2048'], [rsaPub(1024), 'RSA_3072'], [rsaPub(3072), 'RSA_2048'], ['AAAA', 'RSA_2048'], [rsaPub(4096), 'RSA_3072']] as const) {
+      await refused(() => callA('ExportDataKey', { CiphertextBlob: dataKeyBlob, PublicKeyBlob, WrappingKeySpec, WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }), 'InvalidParameter', 400);
+    }
+  });
+
+  it('AsymmetricDecrypt of a wrong-length or foreign ciphertext is InvalidCiphertext', async () => {
+    const base = { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256' };
+    for (const CiphertextBlob of [randomBytes(255).toString('base64'), randomBytes(257).toString('base64'), randomBytes(256).toString('base64'), randomBytes(1).toString('base64'), Buffer.alloc(256, 0xff).toString('base64'), symBlob]) {
+      await refused(() => callA('AsymmetricDecrypt', { ...base, CiphertextBlob }), 'InvalidCiphertext', 400);
+    }
+  });
+
+  it('DryRun=yes and huge or odd RotationInterval values are InvalidParameter', async () => {
+    for (const DryRun of ['yes', '1', 'TRUE ', '']) {
+      const o = await outcome(() => callA('Encrypt', { KeyId: sym, Plaintext: 'x', DryRun }));
+      expect(o.ok).toBe(false);
+      if (!o.ok) expect([o.code, o.status], `${DryRun}: ${o.message}`).toEqual(['InvalidParameter', 400]);
+    }
+    for (const RotationInterval of ['99999999999999999999d', '9007199254740993s', '1e3d', '7.5d', '-7d', '7D', '604800', '31536001s', '0d']) {
+      await refused(() => callA('UpdateRotationPolicy', { KeyId: sym, EnableAutomaticRotation: 'true', RotationInterval }), 'InvalidParameter', 400);
+    }
+    for (const EnableAutomaticRotation of ['yes', '1', '']) {
+      const o = await outcome(() => callA('UpdateRotationPolicy', { KeyId: sym, EnableAutomaticRotation, RotationInterval: '30d' }));
+      expect(o.ok, EnableAutomaticRotation).toBe(false);
+      if (!o.ok) expect(o.status).toBe(400);
+    }
+  });
+
+  it('a limited key-user learns nothing about keys, versions or blobs of another instance', async () => {
+    const otherInst = await instance('HSM');
+    const user = await createAccessKey(a.kms.deps, { role: 'key-user', instanceIds: [otherInst] }, systemCaller);
+    const u = openApiClient(a.endpoint, { accessKeyId: user.accessKeyId, accessKeySecret: user.accessKeySecret } as any);
+    const mine = (await callA('CreateKey', { DKMSInstanceId: otherInst })).KeyMetadata.KeyId as string;
+    const digest = createHash('sha256').update('m').digest('base64');
+    const probes: Array<[string, Record<string, unknown>]> = [
+      ['GetPublicKey', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion }],
+      ['AsymmetricSign', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: digest }],
+      ['AsymmetricSign', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: 'AAAA' }],
+      ['AsymmetricDecrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: 'AAAA' }],
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA' }],
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_1', Message: '' }],
+      ['VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA', Mac: '!!' }],
+      ['Decrypt', { CiphertextBlob: symBlob }],
+      ['ReEncrypt', { CiphertextBlob: symBlob, DestinationKeyId: mine }],
+      ['ReEncrypt', { CiphertextBlob: (await u('Encrypt', { KeyId: mine, Plaintext: 'x' })).CiphertextBlob, DestinationKeyId: sym }],
+      ['ExportDataKey', { CiphertextBlob: dataKeyBlob, PublicKeyBlob: 'AAAA', WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }],
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: '5000' }],
+      ['GenerateAndExportDataKey', { KeyId: sym, NumberOfBytes: '32', PublicKeyBlob: 'AAAA', WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }],
+      ['ReEncrypt', { SourceKeyId: rsaEnc.KeyId, SourceKeyVersionId: rsaEnc.PrimaryKeyVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: 'AAAA', DestinationKeyId: mine }],
+      ['DescribeKeyVersion', { KeyId: sym, KeyVersionId: rsaSign.PrimaryKeyVersion }],
+      ['ListKeyVersions', { KeyId: sym }],
+    ];
+    // The property: the answer on a key of another instance is the answer on a key that does not exist.
+    const missingKey = 'key-hzz0000000000000000000000';
+    const missingVersion = '00000000-0000-4000-8000-000000000001';
+    const real = new Map<string, string>([[rsaSign.KeyId, missingKey], [rsaEnc.KeyId, missingKey], [mac, missingKey], [sym, missingKey], [rsaSign.PrimaryKeyVersion, missingVersion], [rsaEnc.PrimaryKeyVersion, missingVersion]]);
+    const reVersion = (blob: string) => Buffer.concat([Buffer.from(missingVersion, 'ascii'), Buffer.from(blob, 'base64').subarray(36)]).toString('base64');
+    real.set(symBlob, reVersion(symBlob));
+    real.set(dataKeyBlob, reVersion(dataKeyBlob));
+    const shape = (o: Outcome) => (o.ok ? 'ok' : `${o.code} ${o.status} ${o.message.replace(/request id: .*/, '').replace(/key-[a-z0-9]+|[0-9a-f-]{36}/g, 'X')}`);
+    for (const [action, params] of probes) {
+      for (const dry of [{}, { DryRun: 'true' }]) {
+        const o = await outcome(() => u(action, { ...params, ...dry }));
+        const ghost = Object.fromEntries(Object.entries(params).map(([k, v]) => [k, typeof v === 'string' ? (real.get(v) ?? v) : v]));
+        const g = await outcome(() => u(action, { ...ghost, ...dry }));
+        expect(o.ok, action).toBe(false);
+        if (!o.ok) expect(o.status, action).toBeLessThan(500);
+        expect(shape(o), `${action} ${JSON.stringify(params).slice(0, 120)}`).toBe(shape(g));
+      }
+    }
+  }, 60_000);
+});
+
+function rsaPub(bits: number): string {
+  return generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
+}
