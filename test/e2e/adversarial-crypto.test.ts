@@ -3,7 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessKey } from '../../src/services/access.js';
 import { systemCaller } from '../../src/services/context.js';
 import { createInstance } from '../../src/services/instances.js';
-import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
+import { encodeQuery, sendAcs3 } from '../helpers/raw-rpc.js';
+import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
 /**
@@ -73,6 +74,8 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: concurrency on one key', (tier)
       expect([d.Plaintext, d.KeyId, d.KeyVersionId]).toEqual([`p${i}`, keyId, o.body.KeyVersionId]);
     }
     expect(await usedQuota(inst)).toBe(versions.length);
+    const ordinals = (await a.kms.deps.db.query<{ ordinal: number }>('SELECT ordinal FROM key_versions WHERE key_id = $1 ORDER BY ordinal', [keyId])).rows.map((r) => Number(r.ordinal));
+    expect(ordinals).toEqual(versions.map((_, i) => i + 1));
     const meta = (await callB('DescribeKey', { KeyId: keyId })).KeyMetadata;
     // The primary is the newest version, and a fresh Encrypt on either process uses it.
     const newest = [...versions].sort((x, y) => (x.CreationDate < y.CreationDate ? 1 : -1))[0]!;
@@ -101,6 +104,47 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: concurrency on one key', (tier)
   }, 120_000);
 });
 
+describe.each(['HSM', 'SOFTWARE'] as const)('%s: rotation at the quota edge and against DisableKey', (tier) => {
+  it('8 parallel CreateKeyVersion on two processes with room for 2: exactly 2 versions, the rest Rejected.LimitExceeded', async () => {
+    const inst = await instance(tier, 3);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => outcome(() => (i % 2 ? callA : callB)('CreateKeyVersion', { KeyId: keyId }))));
+    for (const o of results) if (!o.ok) expect([o.code, o.status], o.message).toEqual(['Rejected.LimitExceeded', 400]);
+    expect(results.filter((o) => o.ok)).toHaveLength(2);
+    expect(await versionsOf(callA, keyId)).toHaveLength(3);
+    expect(await usedQuota(inst)).toBe(3);
+  }, 120_000);
+
+  it('CreateKeyVersion racing DisableKey: each rotation either happened or was Rejected.Disabled, never a 5xx', async () => {
+    const inst = await instance(tier);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const rotations = Array.from({ length: 6 }, (_, i) => outcome(() => (i % 2 ? callA : callB)('CreateKeyVersion', { KeyId: keyId })));
+    const disable = outcome(() => callB('DisableKey', { KeyId: keyId }));
+    const results = await Promise.all([...rotations, disable]);
+    for (const o of results) if (!o.ok) expect([o.code, o.status], o.message).toEqual(['Rejected.Disabled', 409]);
+    expect(results[6]!.ok).toBe(true);
+    const made = results.slice(0, 6).filter((o) => o.ok).length;
+    expect(await versionsOf(callA, keyId)).toHaveLength(1 + made);
+    expect(await usedQuota(inst)).toBe(1 + made);
+    await refused(() => callA('CreateKeyVersion', { KeyId: keyId }), 'Rejected.Disabled', 409);
+  }, 120_000);
+});
+
+describe('two processes see each other\'s state changes at once', () => {
+  it('Disable, Enable and ScheduleKeyDeletion on A are enforced on B on the next request', async () => {
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const blob = (await callB('Encrypt', { KeyId: keyId, Plaintext: 'x' })).CiphertextBlob as string;
+    await callA('DisableKey', { KeyId: keyId });
+    await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.Disabled', 409);
+    await refused(() => callB('Decrypt', { CiphertextBlob: blob }), 'Rejected.Disabled', 409);
+    await callA('EnableKey', { KeyId: keyId });
+    expect((await callB('Decrypt', { CiphertextBlob: blob })).Plaintext).toBe('x');
+    await callA('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
+    await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.PendingDeletion', 409);
+    await refused(() => callB('CreateKeyVersion', { KeyId: keyId }), 'Rejected.PendingDeletion', 409);
+  }, 60_000);
+});
+
 describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
   it('exactly one PendingRotation version, the rest refused with a 4xx', async () => {
     const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
@@ -118,6 +162,15 @@ describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
     const states = (await versionsOf(callA, keyId)).map((v) => (v as any).KeyVersionState);
     expect(states.filter((s) => s === 'PendingRotation')).toHaveLength(1);
     expect(states).toHaveLength(2);
+    // Parallel CreateKeyVersion rotate the pending version in once; the others find none waiting.
+    const promotions = await Promise.all(Array.from({ length: 6 }, (_, i) => outcome(() => (i % 2 ? callA : callB)('CreateKeyVersion', { KeyId: keyId }))));
+    for (const o of promotions) if (!o.ok) expect([o.code, o.status], o.message).toEqual(['Rejected.UnsupportedOperation', 400]);
+    expect(promotions.filter((o) => o.ok)).toHaveLength(1);
+    const after = await versionsOf(callA, keyId);
+    expect(after).toHaveLength(2);
+    expect(after.map((v) => (v as any).KeyVersionState)).not.toContain('PendingRotation');
+    expect((await callB('Encrypt', { KeyId: keyId, Plaintext: 'x' })).KeyVersionId).toBe((promotions.find((o) => o.ok) as any).body.KeyVersion.KeyVersionId);
+    expect(await usedQuota(inst)).toBe(2);
   }, 120_000);
 });
 
@@ -160,6 +213,32 @@ describe('hostile values on the new actions', () => {
     for (const Digest of [randomBytes(31).toString('base64'), randomBytes(33).toString('base64'), randomBytes(64).toString('base64'), '!!!!', 'AAAA=AAA', ' ', 'A'.repeat(43), `${randomBytes(32).toString('base64url')}`]) {
       await refused(() => callA('AsymmetricSign', { ...base, Digest }), 'InvalidParameter', 400);
       await refused(() => callA('AsymmetricVerify', { ...base, Digest, Value: 'AAAA' }), 'InvalidParameter', 400);
+    }
+  }, 60_000);
+
+  it('large values in a signed form body (past the URL limit): the documented 4xx of each action, never a 5xx', async () => {
+    const big = randomBytes(150_000).toString('base64');
+    const cases: Array<[string, Record<string, string>, string]> = [
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: big }, 'InvalidParameter'],
+      ['VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: big, Mac: 'AAAA' }, 'InvalidParameter'],
+      ['VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA', Mac: big }, 'InvalidParameter'],
+      ['AsymmetricEncrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: big }, 'InvalidParameter'],
+      // Past the field's 8192-character cap: a length rule, the same for every key (no padding oracle).
+      ['AsymmetricDecrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: big }, 'InvalidParameter|InvalidCiphertext'],
+      ['AsymmetricSign', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: big }, 'InvalidParameter'],
+      ['Encrypt', { KeyId: sym, Plaintext: big }, 'InvalidParameter'],
+      ['Decrypt', { CiphertextBlob: big }, 'InvalidParameter|InvalidCiphertext'],
+      ['ReEncrypt', { CiphertextBlob: big, DestinationKeyId: sym }, 'InvalidParameter|InvalidCiphertext'],
+      ['ExportDataKey', { CiphertextBlob: dataKeyBlob, PublicKeyBlob: big, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }, 'InvalidParameter'],
+      ['ExportDataKey', { CiphertextBlob: big, PublicKeyBlob: rsaPub(2048), WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }, 'InvalidParameter|InvalidCiphertext'],
+      ['Encrypt', { KeyId: sym, Plaintext: 'x', EncryptionContext: JSON.stringify({ k: 'v'.repeat(150_000) }) }, 'InvalidParameter'],
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'A'.repeat(300_000) }, 'InvalidParameter'],
+    ];
+    for (const [action, params, code] of cases) {
+      const r = await inBody(action, params);
+      const why = `${action} ${Object.keys(params).join(',')}: ${r.text.slice(0, 300)}`;
+      expect(r.status, why).toBe(400);
+      expect(code.split('|'), why).toContain(r.body.Code);
     }
   }, 60_000);
 
@@ -266,6 +345,38 @@ describe('hostile values on the new actions', () => {
     }
   });
 
+  it('boundaries: Value of 200 KiB, Mac of 65 bytes, OAEP plaintext one byte over, PKCS#1 data key one byte over', async () => {
+    const digest = createHash('sha256').update('m').digest('base64');
+    // A Value past the field's length cap is InvalidParameter; one under it that is no signature is false.
+    const v = await inBody('AsymmetricVerify', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: digest, Value: randomBytes(150_000).toString('base64') });
+    expect([v.status, v.body.Code], v.text.slice(0, 300)).toEqual([400, 'InvalidParameter']);
+    const w = await inBody('AsymmetricVerify', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: digest, Value: randomBytes(3000).toString('base64') });
+    expect([w.status, w.body.Value], w.text.slice(0, 300)).toEqual([200, false]);
+    await refused(() => callA('VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA', Mac: randomBytes(65).toString('base64') }), 'InvalidParameter', 400);
+    expect((await callA('VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA', Mac: randomBytes(64).toString('base64') })).Value).toBe(false);
+    const base = { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion };
+    await callA('AsymmetricEncrypt', { ...base, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: randomBytes(190).toString('base64') });
+    await refused(() => callA('AsymmetricEncrypt', { ...base, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: randomBytes(191).toString('base64') }), 'InvalidParameter', 400);
+    await refused(() => callA('AsymmetricEncrypt', { ...base, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: randomBytes(215).toString('base64') }), 'InvalidParameter', 400);
+    await refused(() => callA('AsymmetricEncrypt', { ...base, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: '' }), 'InvalidParameter', 400);
+    const pub = rsaPub(2048);
+    const wrap = { PublicKeyBlob: pub, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_PKCS1_V1_5' };
+    await callA('GenerateAndExportDataKey', { KeyId: sym, NumberOfBytes: 245, ...wrap });
+    await refused(() => callA('GenerateAndExportDataKey', { KeyId: sym, NumberOfBytes: 246, ...wrap }), 'InvalidParameter', 400);
+    const big = (await callA('GenerateDataKeyWithoutPlaintext', { KeyId: sym, NumberOfBytes: 1024 })).CiphertextBlob;
+    await refused(() => callA('ExportDataKey', { CiphertextBlob: big, ...wrap }), 'InvalidParameter', 400);
+    // A free-text blob is not a data key.
+    await refused(() => callA('ExportDataKey', { CiphertextBlob: symBlob, ...wrap }), 'InvalidParameter', 400);
+    // Algorithms of another spec.
+    const ec = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'EC_P256' })).KeyMetadata;
+    await refused(() => callA('AsymmetricSign', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'RSA_PSS_SHA_256', Digest: digest }), 'InvalidParameter', 400);
+    await refused(() => callA('AsymmetricEncrypt', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: 'AAAA' }), 'Rejected.UnsupportedOperation', 400);
+    await refused(() => callA('Encrypt', { KeyId: ec.KeyId, Plaintext: 'x' }), 'Rejected.UnsupportedOperation', 400);
+    await refused(() => callA('GenerateMac', { KeyId: sym, Algorithm: 'HMAC_SHA_256', Message: 'AAAA' }), 'Rejected.UnsupportedOperation', 400);
+    await refused(() => callA('ReEncrypt', { CiphertextBlob: symBlob, DestinationKeyId: mac }), 'Rejected.UnsupportedOperation', 400);
+    await refused(() => callA('ReEncrypt', { CiphertextBlob: symBlob, DestinationKeyId: ec.KeyId }), 'Rejected.UnsupportedOperation', 400);
+  }, 60_000);
+
   it('a limited key-user learns nothing about keys, versions or blobs of another instance', async () => {
     const otherInst = await instance('HSM');
     const user = await createAccessKey(a.kms.deps, { role: 'key-user', instanceIds: [otherInst] }, systemCaller);
@@ -310,6 +421,11 @@ describe('hostile values on the new actions', () => {
     }
   }, 60_000);
 });
+
+/** An admin request to A with the parameters in a signed form body (the SDK puts them in the URL). */
+function inBody(action: string, params: Record<string, string>) {
+  return sendAcs3(a.endpoint, { action, body: encodeQuery(params), contentType: 'application/x-www-form-urlencoded' }, a.admin);
+}
 
 function rsaPub(bits: number): string {
   return generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64');
