@@ -3,6 +3,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessKey } from '../../src/services/access.js';
 import { systemCaller } from '../../src/services/context.js';
 import { createInstance } from '../../src/services/instances.js';
+import { deleteKeyIfDue } from '../../src/services/key-deletion.js';
+import { rotateKeyIfDue } from '../../src/services/rotation.js';
+import { updateKey } from '../../src/store/keys.js';
 import { encodeQuery, sendAcs3 } from '../helpers/raw-rpc.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -143,6 +146,53 @@ describe('two processes see each other\'s state changes at once', () => {
     await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.PendingDeletion', 409);
     await refused(() => callB('CreateKeyVersion', { KeyId: keyId }), 'Rejected.PendingDeletion', 409);
   }, 60_000);
+});
+
+describe.each(['HSM', 'SOFTWARE'] as const)('%s: one due date, two processes\' workers and a manual rotation', (tier) => {
+  it('makes exactly one automatic version, whatever races it; Encrypts during it all decrypt', async () => {
+    const inst = await instance(tier);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    await callA('UpdateRotationPolicy', { KeyId: keyId, EnableAutomaticRotation: 'true', RotationInterval: '7d' });
+    const dueAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+    await updateKey(a.kms.deps.db, keyId, { nextRotationDate: dueAt });
+    const workers = Array.from({ length: 6 }, (_, i) => rotateKeyIfDue((i % 2 ? b : a).kms.deps, keyId, dueAt).catch((e: Error) => `thrown ${e.message}`));
+    const encrypts = Array.from({ length: 10 }, (_, i) => (i % 2 ? callA : callB)('Encrypt', { KeyId: keyId, Plaintext: `e${i}` }));
+    const outcomes = await Promise.all(workers);
+    expect(outcomes.filter((o) => o === 'rotated'), outcomes.join(',')).toHaveLength(1);
+    for (const o of outcomes) expect(['rotated', 'stale']).toContain(o);
+    for (const [i, e] of (await Promise.all(encrypts)).entries()) expect((await callB('Decrypt', { CiphertextBlob: e.CiphertextBlob })).Plaintext).toBe(`e${i}`);
+    expect(await versionsOf(callA, keyId)).toHaveLength(2);
+    const meta = (await callB('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    expect(new Date(meta.NextRotationDate).getTime()).toBeGreaterThan(Date.now());
+    expect(meta.RotationFailure).toBeUndefined();
+  }, 120_000);
+});
+
+describe.each(['HSM', 'SOFTWARE'] as const)('%s: a due deletion raced by two processes\' workers, CancelKeyDeletion and Decrypt', (tier) => {
+  it('deletes once, frees the quota, and every other answer is a documented 4xx', async () => {
+    const inst = await instance(tier);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const blob = (await callA('Encrypt', { KeyId: keyId, Plaintext: 'x' })).CiphertextBlob as string;
+    await callA('CreateKeyVersion', { KeyId: keyId });
+    await callA('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
+    const deleteAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 1000);
+    await updateKey(a.kms.deps.db, keyId, { deleteDate: deleteAt });
+    const workers = Array.from({ length: 4 }, (_, i) => deleteKeyIfDue((i % 2 ? b : a).kms.deps, keyId, deleteAt).catch((e: Error) => `thrown ${e.message}`));
+    const others = [
+      outcome(() => callB('CancelKeyDeletion', { KeyId: keyId })),
+      outcome(() => callA('Decrypt', { CiphertextBlob: blob })),
+      outcome(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' })),
+      outcome(() => callA('CreateKeyVersion', { KeyId: keyId })),
+    ];
+    const [outcomes, answers] = await Promise.all([Promise.all(workers), Promise.all(others)]);
+    expect(outcomes.filter((o) => o === 'deleted'), outcomes.join(',')).toHaveLength(1);
+    for (const o of outcomes) expect(['deleted', 'stale']).toContain(o);
+    const allowed = ['Rejected.StateModifiedFailed 409', 'Rejected.PendingDeletion 409', 'Forbidden.KeyNotFound 404'];
+    for (const o of answers) expect(allowed, JSON.stringify(o)).toContain(o.ok ? 'ok' : `${o.code} ${o.status}`);
+    await refused(() => callB('DescribeKey', { KeyId: keyId }), 'Forbidden.KeyNotFound', 404);
+    await refused(() => callB('Decrypt', { CiphertextBlob: blob }), 'Forbidden.KeyNotFound', 404);
+    expect(await usedQuota(inst)).toBe(0);
+  }, 120_000);
 });
 
 describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
