@@ -427,6 +427,40 @@ describe('hostile values on the new actions', () => {
     await refused(() => callA('ReEncrypt', { CiphertextBlob: symBlob, DestinationKeyId: ec.KeyId }), 'Rejected.UnsupportedOperation', 400);
   }, 60_000);
 
+  it('every field of the new actions, given odd values: never a 5xx', async () => {
+    const ec = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId, KeySpec: 'EC_P256K' })).KeyMetadata;
+    const digest = createHash('sha256').update('m').digest('base64');
+    const actions: Array<[string, Record<string, string>]> = [
+      ['GetPublicKey', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion }],
+      ['AsymmetricSign', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest }],
+      ['AsymmetricVerify', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest, Value: 'MAYCAQECAQE=' }],
+      ['AsymmetricEncrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: 'AAAA' }],
+      ['AsymmetricDecrypt', { KeyId: rsaEnc.KeyId, KeyVersionId: rsaEnc.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', CiphertextBlob: 'AAAA' }],
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA' }],
+      ['VerifyMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: 'AAAA', Mac: 'AAAA' }],
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: '16', KeySpec: 'AES_128', EncryptionContext: '{"a":"b"}' }],
+      ['GenerateAndExportDataKey', { KeyId: sym, NumberOfBytes: '16', PublicKeyBlob: rsaPub(2048), WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_1' }],
+      ['ExportDataKey', { CiphertextBlob: dataKeyBlob, PublicKeyBlob: rsaPub(2048), WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_1' }],
+      ['ReEncrypt', { CiphertextBlob: symBlob, DestinationKeyId: symOther, SourceEncryptionContext: '{}', DestinationEncryptionContext: '{"x":"y"}' }],
+      ['ReEncrypt', { SourceKeyId: rsaEnc.KeyId, SourceKeyVersionId: rsaEnc.PrimaryKeyVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', CiphertextBlob: 'AAAA', DestinationKeyId: sym }],
+      ['CreateKeyVersion', { KeyId: symOther }],
+      ['UpdateRotationPolicy', { KeyId: symOther, EnableAutomaticRotation: 'false' }],
+      ['ListKeyVersions', { KeyId: sym, PageSize: '10', PageNumber: '1' }],
+      ['DescribeKeyVersion', { KeyId: sym, KeyVersionId: rsaEnc.PrimaryKeyVersion }],
+    ];
+    const odd = ['', ' ', 'null', '[]', '{}', '{"a":1}', '0', '-0', 'NaN', 'Infinity', '1e308', 'é', '\uFFFF', '😀', '%00', '../..', 'alias/', 'acs:kms:cn-hangzhou:1:key/', 'A'.repeat(70_000), '====', 'AA==AA==', 'true'];
+    const fivexx: string[] = [];
+    for (const [action, params] of actions) {
+      for (const name of Object.keys(params)) {
+        for (const value of odd) {
+          const r = await inBody(action, { ...params, [name]: value });
+          if (r.status >= 500 || r.status === 0) fivexx.push(`${action} ${name}=${JSON.stringify(value.slice(0, 20))}: ${r.status} ${r.text.slice(0, 200)}`);
+        }
+      }
+    }
+    expect(fivexx).toEqual([]);
+  }, 300_000);
+
   it('a limited key-user learns nothing about keys, versions or blobs of another instance', async () => {
     const otherInst = await instance('HSM');
     const user = await createAccessKey(a.kms.deps, { role: 'key-user', instanceIds: [otherInst] }, systemCaller);
