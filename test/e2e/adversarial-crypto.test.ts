@@ -224,6 +224,58 @@ describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
   }, 120_000);
 });
 
+describe('SOFTWARE BYOK: the pending version and the quota', () => {
+  it('a pending version takes a unit; at the edge NEW_KEY_MATERIAL is LimitExceeded, and the material of another version is InvalidKeyMaterial', async () => {
+    const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
+    const inst = await instance('SOFTWARE', 2);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const importOne = async (call: CallApi, m: Buffer, extra: Record<string, unknown> = {}) => {
+      const p = await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+      const wrapped = wrapKeyMaterial(Buffer.from(p.PublicKey as string, 'base64'), 'RSAES_OAEP_SHA_256', m).toString('base64');
+      return call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrapped, ImportToken: p.ImportToken, ...extra });
+    };
+    const m1 = randomBytes(32);
+    await importOne(callA, m1);
+    await refused(() => importOne(callB, m1, { ImportType: 'NEW_KEY_MATERIAL' }), 'InvalidKeyMaterial', 400);
+    await importOne(callB, randomBytes(32), { ImportType: 'NEW_KEY_MATERIAL' });
+    expect(await usedQuota(inst)).toBe(2);
+    await refused(() => callA('CreateKey', { DKMSInstanceId: inst }), 'Rejected.LimitExceeded', 400);
+    await callA('CreateKeyVersion', { KeyId: keyId });
+    expect(await usedQuota(inst)).toBe(2);
+    await refused(() => importOne(callA, randomBytes(32), { ImportType: 'NEW_KEY_MATERIAL' }), 'Rejected.LimitExceeded', 400);
+    // The first material again revives/keeps version 1 and adds nothing.
+    await importOne(callB, m1);
+    expect(await versionsOf(callA, keyId)).toHaveLength(2);
+    expect(await usedQuota(inst)).toBe(2);
+  }, 120_000);
+});
+
+describe.each(['HSM', 'SOFTWARE'] as const)('%s: asymmetric keys under parallel load on two processes', (tier) => {
+  it('40 ECDSA signs and 20 RSA-OAEP decrypts, half of them bad, all answer right', async () => {
+    const ec = (await callA('CreateKey', { DKMSInstanceId: tier === 'HSM' ? a.hsmInstanceId : a.softwareInstanceId, KeySpec: 'EC_P256' })).KeyMetadata;
+    const rsa = (await callA('CreateKey', { DKMSInstanceId: tier === 'HSM' ? a.hsmInstanceId : a.softwareInstanceId, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' })).KeyMetadata;
+    const good = (await callA('AsymmetricEncrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', Plaintext: 'aGVsbG8=' })).CiphertextBlob as string;
+    const digests = Array.from({ length: 40 }, (_, i) => createHash('sha256').update(`m${i}`).digest('base64'));
+    const signs = digests.map((Digest, i) =>
+      outcome(() => (i % 2 ? callA : callB)('AsymmetricSign', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest })),
+    );
+    const decrypts = Array.from({ length: 20 }, (_, i) =>
+      outcome(() => (i % 2 ? callA : callB)('AsymmetricDecrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_256', CiphertextBlob: i % 2 ? good : randomBytes(256).toString('base64') })),
+    );
+    const [s, d] = await Promise.all([Promise.all(signs), Promise.all(decrypts)]);
+    for (const [i, o] of s.entries()) {
+      expect(o.ok, JSON.stringify(o)).toBe(true);
+      if (!o.ok) continue;
+      const v = await callB('AsymmetricVerify', { KeyId: ec.KeyId, KeyVersionId: ec.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digests[i], Value: o.body.Value });
+      expect(v.Value).toBe(true);
+    }
+    for (const [i, o] of d.entries()) {
+      if (i % 2) expect(o.ok && o.body.Plaintext, JSON.stringify(o)).toBe('aGVsbG8=');
+      else expect(o.ok ? 'ok' : `${o.code} ${o.status}`).toBe('InvalidCiphertext 400');
+    }
+  }, 120_000);
+});
+
 describe('two processes on one database', () => {
   it('a key created and rotated on A encrypts with the new primary on B and B opens old blobs; an asymmetric key made on A signs on B', async () => {
     const keyId = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId })).KeyMetadata.KeyId as string;
