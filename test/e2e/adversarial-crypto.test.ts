@@ -146,6 +146,27 @@ describe('two processes see each other\'s state changes at once', () => {
     await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.PendingDeletion', 409);
     await refused(() => callB('CreateKeyVersion', { KeyId: keyId }), 'Rejected.PendingDeletion', 409);
   }, 60_000);
+
+  it('DeleteKeyMaterial on A stops B at once, though B had the material warm; re-importing it on A serves B again', async () => {
+    const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const m = randomBytes(32);
+    const importIt = async () => {
+      const p = await callA('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+      const wrapped = wrapKeyMaterial(Buffer.from(p.PublicKey as string, 'base64'), 'RSAES_OAEP_SHA_256', m).toString('base64');
+      await callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrapped, ImportToken: p.ImportToken });
+    };
+    await importIt();
+    const blob = (await callB('Encrypt', { KeyId: keyId, Plaintext: 'warm' })).CiphertextBlob as string;
+    expect((await callB('Decrypt', { CiphertextBlob: blob })).Plaintext).toBe('warm');
+    await callA('DeleteKeyMaterial', { KeyId: keyId });
+    await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.PendingImport', 409);
+    await refused(() => callB('Decrypt', { CiphertextBlob: blob }), 'Rejected.PendingImport', 409);
+    await refused(() => callB('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: keyId }), 'Rejected.PendingImport', 409);
+    await refused(() => callB('GenerateDataKey', { KeyId: keyId }), 'Rejected.PendingImport', 409);
+    await importIt();
+    expect((await callB('Decrypt', { CiphertextBlob: blob })).Plaintext).toBe('warm');
+  }, 60_000);
 });
 
 describe.each(['HSM', 'SOFTWARE'] as const)('%s: one due date, two processes\' workers and a manual rotation', (tier) => {
