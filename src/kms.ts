@@ -113,7 +113,7 @@ async function serviceClock(config: KmsConfig, redis: Redis, logger: Logger, ope
  * SoftHSM2 reads SOFTHSM2_CONF at C_Initialize; unless the operator set it, use the config
  * `kms hsm init` wrote under the data dir.
  */
-function useDataDirSoftHsmConf(config: KmsConfig): void {
+export function useDataDirSoftHsmConf(config: KmsConfig): void {
   if (process.env.SOFTHSM2_CONF) return;
   const conf = path.join(config.dataDir, 'hsm', 'softhsm2.conf');
   if (existsSync(conf)) process.env.SOFTHSM2_CONF = conf;

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { destination, pino } from 'pino';
 import { type KmsConfig, loadConfig } from '../config.js';
 import { type Kms, createKms } from '../kms.js';
 
@@ -59,7 +60,10 @@ export async function withLocalKms<T>(fn: (kms: Kms) => Promise<T>): Promise<T> 
   if (!config.databaseUrl) {
     throw new Error('DATABASE_URL is not set and no quickstart is running (start one with `npm run quickstart`).');
   }
-  const kms = await createKms({ ...config, logLevel: 'warn' });
+  // Logs go to stderr: stdout is the verb's JSON (`kms instance list | jq`), and a rig's
+  // manual clock warns at every start.
+  const logger = pino({ level: 'warn', base: { service: 'hsm-kms' } }, destination(2));
+  const kms = await createKms({ ...config, logLevel: 'warn' }, { logger });
   try {
     return await fn(kms);
   } finally {

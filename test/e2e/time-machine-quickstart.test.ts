@@ -203,4 +203,15 @@ describe('KMS_CLOCK=manual npm run quickstart, moved by kms clock advance 8d', (
     await eventually('rotation at re-enable', async () => (await versionsOf(keys.suspended)).length === 2);
     expect((await call('DescribeKey', { KeyId: keys.suspended })).KeyMetadata.AutomaticRotation).toBe('Enabled');
   }, 90_000);
+
+  it('operator verbs attached through runtime.json keep stdout JSON (the manual-clock warning goes to stderr), and kms hsm status finds the data dir token', async () => {
+    const env = { ...withoutOuterSettings(process.env), KMS_DATA_DIR: dataDir };
+    const kmsCli = (...args: string[]) => run(process.execPath, [path.join(repoRoot, 'bin/kms.mjs'), ...args], { cwd: repoRoot, env });
+    const listed = await kmsCli('instance', 'list');
+    expect((JSON.parse(listed.stdout) as Array<{ InstanceId: string }>).map((i) => i.InstanceId)).toHaveLength(2);
+    expect(listed.stderr).toContain('KMS_CLOCK=manual');
+    // No SOFTHSM2_CONF in the environment: the data dir's softhsm2.conf, as for every other verb.
+    const status = JSON.parse((await kmsCli('hsm', 'status')).stdout) as { capabilities: Record<string, boolean> };
+    expect(status.capabilities.aesGcm).toBe(true);
+  }, 60_000);
 });

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config.js';
 import { Pkcs11Hsm } from '../../hsm/pkcs11/pkcs11-hsm.js';
 import { loadOrCreatePins, provisionSoftHsmToken } from '../../hsm/provision.js';
+import { useDataDirSoftHsmConf } from '../../kms.js';
 import { print } from '../output.js';
 
 export const SOFTHSM_MODULE = '/usr/lib/softhsm/libsofthsm2.so';
@@ -48,6 +49,7 @@ export function registerHsmCommands(program: Command): void {
     .description('open the token and print what the capability probe found')
     .action(async () => {
       const config = loadConfig();
+      useDataDirSoftHsmConf(config);
       const pins = await loadOrCreatePins(config.dataDir);
       const opened = await Pkcs11Hsm.open({
         modulePath: config.hsm.modulePath,
