@@ -534,6 +534,33 @@ describe('hostile values on the new actions', () => {
     expect(fivexx).toEqual([]);
   }, 300_000);
 
+  it('ACS3 JSON bodies with non-string values: a 4xx or the text of the value, never a 5xx', async () => {
+    const bodies: Array<[string, Record<string, unknown>]> = [
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: 32 }],
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: 1e3 }],
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: 1.5 }],
+      ['GenerateDataKey', { KeyId: sym, NumberOfBytes: null }],
+      ['GenerateDataKey', { KeyId: [sym, symOther] }],
+      ['GenerateDataKey', { KeyId: { a: sym } }],
+      ['Encrypt', { KeyId: sym, Plaintext: 'x', DryRun: true }],
+      ['Encrypt', { KeyId: sym, Plaintext: 'x', EncryptionContext: { a: 'b' } }],
+      ['Encrypt', { KeyId: sym, Plaintext: 12345678901234567890 }],
+      ['AsymmetricSign', { KeyId: rsaSign.KeyId, KeyVersionId: rsaSign.PrimaryKeyVersion, Algorithm: 'RSA_PKCS1_SHA_256', Digest: ['AAAA'] }],
+      ['UpdateRotationPolicy', { KeyId: symOther, EnableAutomaticRotation: true, RotationInterval: 604800 }],
+      ['UpdateRotationPolicy', { KeyId: symOther, EnableAutomaticRotation: false }],
+      ['GenerateMac', { KeyId: mac, Algorithm: 'HMAC_SHA_256', Message: { toString: 'x' } }],
+    ];
+    const bad: string[] = [];
+    for (const [action, params] of bodies) {
+      const r = await sendAcs3(a.endpoint, { action, body: JSON.stringify(params), contentType: 'application/json' }, a.admin);
+      if (r.status >= 500) bad.push(`${action} ${JSON.stringify(params)}: ${r.status} ${r.text.slice(0, 200)}`);
+      const bytes = typeof params.NumberOfBytes === 'number' ? params.NumberOfBytes : 32;
+      if (r.status === 200 && action === 'GenerateDataKey' && Buffer.from(String(r.body.Plaintext), 'base64').length !== bytes) bad.push(`${action} ${JSON.stringify(params)}: ${r.text.slice(0, 200)}`);
+      if (r.status === 200 && action === 'Encrypt' && 'DryRun' in params) bad.push(`DryRun true answered 200`);
+    }
+    expect(bad).toEqual([]);
+  });
+
   it('a limited key-user learns nothing about keys, versions or blobs of another instance', async () => {
     const otherInst = await instance('HSM');
     const user = await createAccessKey(a.kms.deps, { role: 'key-user', instanceIds: [otherInst] }, systemCaller);
