@@ -116,6 +116,7 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: rotation at the quota edge and 
     expect(results.filter((o) => o.ok)).toHaveLength(2);
     expect(await versionsOf(callA, keyId)).toHaveLength(3);
     expect(await usedQuota(inst)).toBe(3);
+    if (tier === 'HSM') for (const v of await versionsOf(callA, keyId)) expect(await b.kms.deps.hsm.hasVersionKey(v.KeyVersionId)).toBe(true);
   }, 120_000);
 
   it('CreateKeyVersion racing DisableKey: each rotation either happened or was Rejected.Disabled, never a 5xx', async () => {
@@ -195,6 +196,7 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: a due deletion raced by two pro
     const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
     const blob = (await callA('Encrypt', { KeyId: keyId, Plaintext: 'x' })).CiphertextBlob as string;
     await callA('CreateKeyVersion', { KeyId: keyId });
+    const doomed = (await versionsOf(callA, keyId)).map((v) => v.KeyVersionId);
     await callA('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
     const deleteAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 1000);
     await updateKey(a.kms.deps.db, keyId, { deleteDate: deleteAt });
@@ -213,6 +215,7 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: a due deletion raced by two pro
     await refused(() => callB('DescribeKey', { KeyId: keyId }), 'Forbidden.KeyNotFound', 404);
     await refused(() => callB('Decrypt', { CiphertextBlob: blob }), 'Forbidden.KeyNotFound', 404);
     expect(await usedQuota(inst)).toBe(0);
+    if (tier === 'HSM') for (const id of doomed) expect(await a.kms.deps.hsm.hasVersionKey(id)).toBe(false);
   }, 120_000);
 });
 
