@@ -119,6 +119,25 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: rotation at the quota edge and 
     if (tier === 'HSM') for (const v of await versionsOf(callA, keyId)) expect(await b.kms.deps.hsm.hasVersionKey(v.KeyVersionId)).toBe(true);
   }, 120_000);
 
+  it('CreateKeyVersion racing UpdateRotationPolicy: in the end NextRotationDate = LastRotationDate + interval', async () => {
+    const inst = await instance(tier);
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    const calls = Array.from({ length: 10 }, (_, i) =>
+      outcome(() =>
+        i % 2
+          ? (i % 4 === 1 ? callA : callB)('CreateKeyVersion', { KeyId: keyId })
+          : (i % 4 === 0 ? callB : callA)('UpdateRotationPolicy', { KeyId: keyId, EnableAutomaticRotation: 'true', RotationInterval: `${7 + i}d` }),
+      ),
+    );
+    for (const o of await Promise.all(calls)) if (!o.ok) expect([o.code, o.status], o.message).toEqual(['Rejected.StateModifiedFailed', 409]);
+    const meta = (await callB('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    expect(meta.AutomaticRotation).toBe('Enabled');
+    const interval = Number(String(meta.RotationInterval).replace(/s$/, ''));
+    expect(new Date(meta.NextRotationDate).getTime() - new Date(meta.LastRotationDate).getTime()).toBe(interval * 1000);
+    const versions = await versionsOf(callA, keyId);
+    expect(meta.PrimaryKeyVersion).toBe(versions[versions.length - 1]!.KeyVersionId);
+  }, 120_000);
+
   it('CreateKeyVersion racing DisableKey: each rotation either happened or was Rejected.Disabled, never a 5xx', async () => {
     const inst = await instance(tier);
     const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
