@@ -332,6 +332,18 @@ describe('two processes on one database', () => {
       const sig = await callB('AsymmetricSign', { KeyId: meta.KeyId, KeyVersionId: meta.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest });
       expect((await callA('AsymmetricVerify', { KeyId: meta.KeyId, KeyVersionId: meta.PrimaryKeyVersion, Algorithm: 'ECDSA_SHA_256', Digest: digest, Value: sig.Value })).Value).toBe(true);
     }
+    for (const inst of [a.hsmInstanceId, a.softwareInstanceId]) {
+      const macKey = (await callA('CreateKey', { DKMSInstanceId: inst, KeySpec: 'HMAC_SHA384', KeyUsage: 'GENERATE/VERIFY_MAC' })).KeyMetadata.KeyId as string;
+      const m = await callB('GenerateMac', { KeyId: macKey, Algorithm: 'HMAC_SHA_384', Message: 'aGVsbG8=' });
+      expect(Buffer.from(m.Mac as string, 'base64')).toHaveLength(48);
+      expect((await callA('VerifyMac', { KeyId: macKey, Algorithm: 'HMAC_SHA_384', Message: 'aGVsbG8=', Mac: m.Mac })).Value).toBe(true);
+      const rsa = (await callA('CreateKey', { DKMSInstanceId: inst, KeySpec: 'RSA_3072', KeyUsage: 'ENCRYPT/DECRYPT' })).KeyMetadata;
+      const c = await callA('AsymmetricEncrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: 'aGVsbG8=' });
+      expect((await callB('AsymmetricDecrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', CiphertextBlob: c.CiphertextBlob })).Plaintext).toBe('aGVsbG8=');
+      const moved = await callB('ReEncrypt', { SourceKeyId: rsa.KeyId, SourceKeyVersionId: rsa.PrimaryKeyVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1', CiphertextBlob: c.CiphertextBlob, DestinationKeyId: keyId });
+      expect(moved.KeyVersionId).toBe(v2);
+      expect((await callA('Decrypt', { CiphertextBlob: moved.CiphertextBlob })).Plaintext).toBe('aGVsbG8=');
+    }
   }, 120_000);
 });
 
