@@ -319,6 +319,36 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: asymmetric keys under parallel 
   }, 120_000);
 });
 
+describe('SOFTWARE BYOK: hostile imports of new material', () => {
+  it('a token of another key, a tampered token, wrong-length material and a hostile ImportType are each one 4xx, and nothing is added', async () => {
+    const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
+    const inst = await instance('SOFTWARE');
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const otherId = (await callA('CreateKey', { DKMSInstanceId: inst, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const params = (k: string) => callA('GetParametersForImport', { KeyId: k, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
+    const wrap = (p: Record<string, any>, m: Buffer) => wrapKeyMaterial(Buffer.from(p.PublicKey as string, 'base64'), 'RSAES_OAEP_SHA_256', m).toString('base64');
+    const first = await params(keyId);
+    await callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrap(first, randomBytes(32)), ImportToken: first.ImportToken });
+    const NEW = { ImportType: 'NEW_KEY_MATERIAL' };
+    const foreign = await params(otherId);
+    await refused(() => callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrap(foreign, randomBytes(32)), ImportToken: foreign.ImportToken, ...NEW }), 'InvalidImportToken', 400);
+    const own = await params(keyId);
+    const token = String(own.ImportToken);
+    const tampered = `${token.slice(0, -2)}${token.slice(-2) === 'AA' ? 'AB' : 'AA'}`;
+    await refused(() => callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrap(own, randomBytes(32)), ImportToken: tampered, ...NEW }), 'InvalidImportToken', 400);
+    for (const m of [randomBytes(16), randomBytes(31), randomBytes(33), Buffer.alloc(0)]) {
+      const o = await outcome(() => callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: m.length ? wrap(own, m) : 'AAAA', ImportToken: own.ImportToken, ...NEW }));
+      expect(o.ok ? 'ok' : `${o.code} ${o.status}`, `${m.length} bytes`).toBe('InvalidKeyMaterial 400');
+    }
+    for (const ImportType of ['new_key_material', 'NEW_KEY_MATERIAL ', 'BOTH', '']) {
+      const o = await outcome(() => callA('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: wrap(own, randomBytes(32)), ImportToken: own.ImportToken, ImportType }));
+      expect(o.ok ? 'ok' : `${o.code} ${o.status}`, ImportType).toBe('InvalidParameter 400');
+    }
+    expect(await versionsOf(callA, keyId)).toHaveLength(1);
+    expect(await usedQuota(inst)).toBe(2);
+  }, 120_000);
+});
+
 describe('two processes on one database', () => {
   it('a key created and rotated on A encrypts with the new primary on B and B opens old blobs; an asymmetric key made on A signs on B', async () => {
     const keyId = (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId })).KeyMetadata.KeyId as string;
