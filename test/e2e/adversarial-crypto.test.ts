@@ -238,6 +238,27 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: a due deletion raced by two pro
   }, 120_000);
 });
 
+describe('HSM: deleting asymmetric and MAC keys', () => {
+  it('leaves no token object of theirs, public halves included, and B answers Forbidden.KeyNotFound', async () => {
+    const keys = [
+      (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'RSA_2048' })).KeyMetadata,
+      (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'EC_P256' })).KeyMetadata,
+      (await callA('CreateKey', { DKMSInstanceId: a.hsmInstanceId, KeySpec: 'HMAC_SHA256', KeyUsage: 'GENERATE/VERIFY_MAC' })).KeyMetadata,
+    ];
+    for (const k of keys.slice(0, 2)) await callB('GetPublicKey', { KeyId: k.KeyId, KeyVersionId: k.PrimaryKeyVersion });
+    const deleteAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 1000);
+    for (const k of keys) {
+      await callA('ScheduleKeyDeletion', { KeyId: k.KeyId, PendingWindowInDays: 7 });
+      await updateKey(a.kms.deps.db, k.KeyId, { deleteDate: deleteAt });
+      expect(await deleteKeyIfDue(a.kms.deps, k.KeyId, deleteAt)).toBe('deleted');
+      expect(await a.kms.deps.hsm.hasVersionKey(k.PrimaryKeyVersion)).toBe(false);
+      expect(await b.kms.deps.hsm.hasVersionKey(k.PrimaryKeyVersion)).toBe(false);
+      await refused(() => callB('GetPublicKey', { KeyId: k.KeyId, KeyVersionId: k.PrimaryKeyVersion }), 'Forbidden.KeyNotFound', 404);
+    }
+    for (const k of keys.slice(0, 2)) await expect(a.kms.deps.hsm.versionPublicKey(k.PrimaryKeyVersion)).rejects.toThrow();
+  }, 120_000);
+});
+
 describe('SOFTWARE BYOK: parallel NEW_KEY_MATERIAL imports', () => {
   it('exactly one PendingRotation version, the rest refused with a 4xx', async () => {
     const { wrapKeyMaterial } = await import('../../src/cli/wrap-material.js');
