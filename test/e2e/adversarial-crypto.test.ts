@@ -209,6 +209,32 @@ describe.each(['HSM', 'SOFTWARE'] as const)('%s: one due date, two processes\' w
   }, 120_000);
 });
 
+describe('a suspended rotation that fell due, resumed by parallel EnableKey on two processes', () => {
+  it('rotates once, and the next date is one interval after that rotation', async () => {
+    const inst = await instance('SOFTWARE');
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: inst })).KeyMetadata.KeyId as string;
+    await callA('UpdateRotationPolicy', { KeyId: keyId, EnableAutomaticRotation: 'true', RotationInterval: '7d' });
+    await callA('DisableKey', { KeyId: keyId });
+    const dueAt = new Date(Math.floor(Date.now() / 1000) * 1000 - 60_000);
+    await updateKey(a.kms.deps.db, keyId, { nextRotationDate: dueAt });
+    expect(await rotateKeyIfDue(b.kms.deps, keyId, dueAt)).toBe('suspended');
+    const enables = await Promise.all([0, 1, 2, 3].map((i) => outcome(() => (i % 2 ? callA : callB)('EnableKey', { KeyId: keyId }))));
+    for (const o of enables) if (!o.ok) expect([o.code, o.status], o.message).toEqual(['Rejected.StateModifiedFailed', 409]);
+    const meta0 = (await callA('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    expect(meta0.AutomaticRotation).toBe('Enabled');
+    const due = new Date(meta0.NextRotationDate);
+    const outcomes = await Promise.all([0, 1, 2, 3].map((i) => rotateKeyIfDue((i % 2 ? a : b).kms.deps, keyId, due)));
+    // The enable itself may already have rotated it (then every worker finds its date stale).
+    const versions = await versionsOf(callA, keyId);
+    // Due while suspended: exactly one rotation, whoever made it (the enable's job or these workers).
+    expect(versions.length, outcomes.join(',')).toBe(2);
+    expect(outcomes.filter((o) => o === 'rotated').length).toBeLessThanOrEqual(1);
+    const meta = (await callB('DescribeKey', { KeyId: keyId })).KeyMetadata;
+    expect(new Date(meta.NextRotationDate).getTime() - new Date(meta.LastRotationDate).getTime()).toBe(7 * 86_400_000);
+    expect(new Date(meta.NextRotationDate).getTime()).toBeGreaterThan(Date.now() - 5000);
+  }, 120_000);
+});
+
 describe.each(['HSM', 'SOFTWARE'] as const)('%s: a due deletion raced by two processes\' workers, CancelKeyDeletion and Decrypt', (tier) => {
   it('deletes once, frees the quota, and every other answer is a documented 4xx', async () => {
     const inst = await instance(tier);
