@@ -4,9 +4,7 @@ import { getVersion, listVersions } from '../store/versions.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { loadKey } from './key-lookup.js';
-
-/** Version ids are UUIDs (they prefix every ciphertext, §5.9); anything else names no version. */
-const VERSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+import { isVersionId } from '../domain/ids.js';
 
 /**
  * ListKeyVersions: a key's versions, oldest first (every key has one from creation).
@@ -33,7 +31,7 @@ export async function describeKeyVersion(deps: ServiceDeps, reference: string, v
   const key = await loadKey(deps, deps.db, reference, caller);
   assertAllowed('DescribeKeyVersion', key.state);
   // Checked before the query: the column is a uuid, and a malformed id must not become a 500.
-  if (!VERSION_ID.test(versionId)) throw keyVersionNotFound();
+  if (!isVersionId(versionId)) throw keyVersionNotFound();
   const version = await getVersion(deps.db, versionId.toLowerCase());
   if (!version || version.keyId !== key.id) throw keyVersionNotFound();
   return version;
