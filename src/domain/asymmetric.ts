@@ -69,6 +69,9 @@ export function maxOaepPlaintextBytes(modulusBits: number, algorithm: Asymmetric
 
 const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
+/** Whether `text` is canonical padded base64 (the empty string is). */
+export const isCanonicalBase64 = (text: string): boolean => BASE64.test(text);
+
 /**
  * Strict base64 (Node's decoder silently skips invalid characters, so "not base64" would
  * otherwise become a shorter buffer).

@@ -4,6 +4,7 @@
  * GenerateAndExportDataKey. Pure apart from node:crypto's public-key operations.
  */
 import { type KeyObject, constants, createPublicKey, publicEncrypt } from 'node:crypto';
+import { isCanonicalBase64 } from './asymmetric.js';
 import { invalidParameter } from './errors.js';
 import type { WrappingAlgorithm } from './import-token.js';
 
@@ -33,8 +34,6 @@ export function dataKeyLength(numberOfBytes: number | undefined, keySpec: DataKe
  */
 export const dataKeyPlaintext = (dataKey: Buffer): Buffer => Buffer.from(dataKey.toString('base64'), 'ascii');
 
-const CANONICAL_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /**
  * The raw data key inside a decrypted blob (the inverse of {@link dataKeyPlaintext}), for
  * ExportDataKey. A blob made by Encrypt of anything but the canonical base64 of 1–1024 bytes
@@ -44,7 +43,7 @@ const CANONICAL_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9
  */
 export function dataKeyFromPlaintext(text: Buffer): Buffer {
   const s = text.toString('latin1');
-  const ok = s.length > 0 && CANONICAL_BASE64.test(s);
+  const ok = s.length > 0 && isCanonicalBase64(s);
   const key = ok ? Buffer.from(s, 'base64') : Buffer.alloc(0);
   if (key.length < MIN_DATA_KEY_BYTES || key.length > MAX_DATA_KEY_BYTES) {
     key.fill(0);
@@ -65,7 +64,7 @@ const MODULUS_BITS: Readonly<Record<ExportKeySpec, number>> = { RSA_2048: 2048, 
  */
 export function parseExportPublicKey(blob: string, spec: ExportKeySpec): KeyObject {
   const compact = blob.replace(/\s+/g, '');
-  if (!CANONICAL_BASE64.test(compact) || compact.length === 0) {
+  if (!isCanonicalBase64(compact) || compact.length === 0) {
     throw invalidParameter('PublicKeyBlob', 'It must be the base64 of a DER SubjectPublicKeyInfo.');
   }
   let key: KeyObject;
