@@ -5,6 +5,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { errnoCode } from '../errno.js';
 
 /**
  * SoftHSM2 token provisioning for `kms hsm init`, the quickstart and the test harness.
@@ -375,14 +376,6 @@ export async function loadOrCreatePins(
   const userPin = await resolvePin('KMS_HSM_PIN', 'KMS_HSM_PIN_FILE', 'user.pin');
   const soPin = await resolvePin('KMS_HSM_SO_PIN', 'KMS_HSM_SO_PIN_FILE', 'so.pin');
   return { userPin, soPin };
-}
-
-function errnoCode(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error) {
-    const code = (error as { code: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
 }
 
 function readStringProp(value: unknown, key: string): string {

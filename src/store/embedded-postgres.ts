@@ -2,6 +2,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { PGlite } from '@electric-sql/pglite';
 import { EmbeddedWireServer } from './embedded/wire-server.js';
+import { errnoCode } from '../errno.js';
 
 /**
  * Embedded Postgres for the quickstart: PGlite (Postgres compiled to WASM, in this process)
@@ -169,14 +170,6 @@ function isAlive(pid: number): boolean {
     // EPERM: the process exists but belongs to someone else.
     return errnoCode(error) === 'EPERM';
   }
-}
-
-function errnoCode(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error) {
-    const code = (error as { code: unknown }).code;
-    if (typeof code === 'string') return code;
-  }
-  return undefined;
 }
 
 function errorMessage(error: unknown): string {
