@@ -29,6 +29,7 @@ import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js
 import { getVersion } from '../store/versions.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
+import { softwareMaterial } from './crypto.js';
 import { loadKey } from './key-lookup.js';
 
 export interface AsymmetricTarget {
@@ -154,12 +155,12 @@ export async function asymmetricDecrypt(
 
 async function publicKeyDer(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
   if (version.storage === 'token') return deps.hsm.versionPublicKey(version.id);
-  return publicKeyOfPkcs8(await privateKeyPkcs8(deps, version));
+  return publicKeyOfPkcs8(await softwareMaterial(deps, version));
 }
 
 async function signWith(deps: ServiceDeps, version: KeyVersion, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
   if (version.storage === 'token') return deps.hsm.signWithVersionKey(version.id, algorithm, digest);
-  return deps.hsm.signWithKeyMaterial(await privateKeyPkcs8(deps, version), algorithm, digest);
+  return deps.hsm.signWithKeyMaterial(await softwareMaterial(deps, version), algorithm, digest);
 }
 
 async function decryptWith(deps: ServiceDeps, version: KeyVersion, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
@@ -169,13 +170,5 @@ async function decryptWith(deps: ServiceDeps, version: KeyVersion, algorithm: As
     }
     return deps.hsm.decryptWithVersionKeyPair(version.id, algorithm, ciphertext);
   }
-  return decryptWithPkcs8(await privateKeyPkcs8(deps, version), algorithm, ciphertext);
-}
-
-/** The SOFTWARE tier's unsealed PKCS#8, cached like symmetric material (zeroed on eviction). */
-function privateKeyPkcs8(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
-  return deps.software.material(version.id, async () => {
-    if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
-    return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));
-  });
+  return decryptWithPkcs8(await softwareMaterial(deps, version), algorithm, ciphertext);
 }

@@ -96,7 +96,8 @@ export async function openWith(deps: ServiceDeps, version: KeyVersion, sealed: A
   return deps.software.decrypt(material, sealed, aad);
 }
 
-function softwareMaterial(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
+/** A sealed version's material, unsealed from the root key into the SOFTWARE cache (zeroed on eviction). */
+export function softwareMaterial(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
   return deps.software.material(version.id, async () => {
     if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
     return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));

@@ -19,6 +19,7 @@ import { hmacWithMaterial } from '../hsm/software-mac.js';
 import { getVersion } from '../store/versions.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
+import { softwareMaterial } from './crypto.js';
 import { loadKey } from './key-lookup.js';
 
 export interface MacInput {
@@ -81,9 +82,6 @@ async function prepare(
 
 async function macWith(deps: ServiceDeps, version: KeyVersion, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
   if (version.storage === 'token') return deps.hsm.macWithVersionKey(version.id, algorithm, message);
-  const material = await deps.software.material(version.id, async () => {
-    if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
-    return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));
-  });
+  const material = await softwareMaterial(deps, version);
   return hmacWithMaterial(material, algorithm, message);
 }
