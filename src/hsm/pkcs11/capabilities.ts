@@ -1,6 +1,7 @@
 import { constants, createCipheriv, createHash, createHmac, createPublicKey, publicEncrypt, randomBytes, verify } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { HsmCapabilities, WrappingAlgorithm } from '../hsm.js';
+import { PSS_SALT_BYTES } from '../../domain/asymmetric.js';
 import { CURVE_OID_DER, type EcCurve, MAC_HASH_BYTES, type MacHash } from '../../domain/key-spec.js';
 import * as m from './mechanisms.js';
 import { ecPublicKeyDer, rsaPublicKeyDer } from './public-keys.js';
@@ -89,7 +90,7 @@ export async function probeCapabilities(p11: pkcs11js.PKCS11, session: Handle): 
         const message = Buffer.from('hsm-kms probe');
         return curve
           ? verify('sha256', message, key, signature)
-          : verify('sha256', message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: 32 }, signature);
+          : verify('sha256', message, { key, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: PSS_SALT_BYTES }, signature);
       } catch {
         return false;
       }

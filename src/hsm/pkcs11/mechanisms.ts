@@ -1,4 +1,5 @@
 import pkcs11js from 'pkcs11js';
+import { PSS_SALT_BYTES } from '../../domain/asymmetric.js';
 import type { MacHash } from '../../domain/key-spec.js';
 import type { WrappingAlgorithm } from '../hsm.js';
 
@@ -140,7 +141,7 @@ export const rsaPkcs: pkcs11js.Mechanism = { mechanism: pkcs11js.CKM_RSA_PKCS };
 /** RSA-PSS over a precomputed SHA-256 digest, MGF1-SHA256, salt 32 (Alibaba's RSA_PSS_SHA_256). */
 export const rsaPssSha256: pkcs11js.Mechanism = {
   mechanism: pkcs11js.CKM_RSA_PKCS_PSS,
-  parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: 32 } as pkcs11js.RsaPSS,
+  parameter: { type: pkcs11js.CK_PARAMS_RSA_PSS, hashAlg: pkcs11js.CKM_SHA256, mgf: pkcs11js.CKG_MGF1_SHA256, saltLen: PSS_SALT_BYTES } as pkcs11js.RsaPSS,
 };
 /** Native RSA-OAEP decryption; the same parameters as the BYOK unwrap mechanisms. */
 export const oaepDecrypt = (hash: 'sha1' | 'sha256'): pkcs11js.Mechanism =>
