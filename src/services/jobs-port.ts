@@ -19,14 +19,6 @@ export interface JobsPort {
   scheduleKeyDeletion(keyId: string, deleteAt: Date): Promise<void>;
 }
 
-/** Jobs that do nothing, for callers without a job system (one-off CLI commands, unit tests). */
-export const noJobs: JobsPort = {
-  scheduleMaterialExpiry: async () => undefined,
-  requestWrappingPoolRefill: async () => undefined,
-  scheduleRotation: async () => undefined,
-  scheduleKeyDeletion: async () => undefined,
-};
-
 const SCHEDULE_TIMEOUT_MS = 2_000;
 
 /**
