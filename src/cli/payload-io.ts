@@ -7,6 +7,7 @@
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { type ConnectionFlags, clientSettings } from './client.js';
+import { isCanonicalBase64 } from '../domain/asymmetric.js';
 import { RpcError, createRpcClient } from './rpc-client.js';
 
 /** Reads all of stdin; refuses a terminal, where nothing would ever arrive. */
@@ -21,8 +22,6 @@ async function readStdin(what: string): Promise<Buffer> {
 export async function readPayload(file: string | undefined, what = 'input'): Promise<Buffer> {
   return file === undefined || file === '-' ? readStdin(what) : readFile(file);
 }
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /**
  * A CiphertextBlob given as `-`/nothing (stdin), a file, or the blob text itself; the text
@@ -60,7 +59,7 @@ export async function readCiphertextBlob(source: string | undefined): Promise<st
 export function plaintextParameter(input: Buffer, asBase64: boolean): string {
   if (!asBase64) return input.toString('base64');
   const text = input.toString('utf8').trim();
-  if (!BASE64.test(text) || text === '') throw new Error('--base64: the input is not base64 text');
+  if (!isCanonicalBase64(text) || text === '') throw new Error('--base64: the input is not base64 text');
   return text;
 }
 
@@ -71,7 +70,7 @@ export function plaintextParameter(input: Buffer, asBase64: boolean): string {
  */
 export function plaintextOutput(plaintext: string, asBase64: boolean): Buffer {
   if (asBase64) return Buffer.from(`${plaintext}\n`, 'utf8');
-  if (!BASE64.test(plaintext)) throw new Error('the Plaintext is not base64 text; use --base64 to print it as it is');
+  if (!isCanonicalBase64(plaintext)) throw new Error('the Plaintext is not base64 text; use --base64 to print it as it is');
   return Buffer.from(plaintext, 'base64');
 }
 

@@ -6,18 +6,17 @@
  */
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { isCanonicalBase64 } from '../domain/asymmetric.js';
 import { readPayload } from './payload-io.js';
 
 type Call = (action: string, params: Record<string, string | number | boolean | undefined>) => Promise<Record<string, unknown>>;
-
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
 /** Bytes from a file: raw, or with `asBase64` its base64 text decoded. */
 export async function readBytesFile(file: string, asBase64: boolean, what: string): Promise<Buffer> {
   const raw = await readFile(file);
   if (!asBase64) return raw;
   const text = raw.toString('utf8').trim();
-  if (text === '' || !BASE64.test(text)) throw new Error(`--base64: the ${what} file is not base64 text`);
+  if (text === '' || !isCanonicalBase64(text)) throw new Error(`--base64: the ${what} file is not base64 text`);
   return Buffer.from(text, 'base64');
 }
 
