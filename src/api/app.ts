@@ -54,12 +54,19 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+/** Idle keep-alive sockets: longer than clients and load balancers keep theirs (see below). */
+export const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 export async function startHttpServer(kms: KmsServices, host: string, port: number): Promise<RunningServer> {
   const server = http.createServer(
     { maxHeaderSize: MAX_HEADER_SIZE, ...requestDeadlines(kms.deps.config.http) },
     createApp(kms),
   );
   server.on('clientError', (error: NodeJS.ErrnoException, socket: Duplex) => answerClientError(error, socket));
+  // Node closes an idle keep-alive socket after 5 s; a client whose pool reuses it at that
+  // moment gets ECONNRESET instead of an answer. Idle sockets live longer here than the SDKs'
+  // agents keep theirs (and than the usual 60 s of load balancers), so the client closes first.
+  server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve());

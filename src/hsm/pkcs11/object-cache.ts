@@ -39,6 +39,18 @@ export class ObjectHandleCache {
   }
 
   /**
+   * Searches the token now, whatever the cache holds, and leaves the cache agreeing with what
+   * was found. For questions about existence (another process may have destroyed or created
+   * the object since it was cached), never for the hot path.
+   */
+  async refresh(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
+    const [handle] = await this.run('findKey', (session) => findObjects(this.p11, session, template));
+    if (handle) this.handles.set(cacheKey, handle);
+    else this.handles.delete(cacheKey);
+    return handle;
+  }
+
+  /**
    * Runs `fn` with the object's handle; if it fails as an internal error (typically
    * CKR_OBJECT_HANDLE_INVALID for a handle destroyed elsewhere), looks the object up again
    * once and retries with a different handle.

@@ -118,8 +118,9 @@ export class VersionKeys {
   /** Whether the version has its secret key or its private half in the token. */
   async has(versionId: string): Promise<boolean> {
     return (
-      (await this.cache.find(versionId, m.secretKeyById(versionId))) !== undefined ||
-      (await this.cache.find(privateHalf(versionId), m.privateKeyById(versionId))) !== undefined
+      // Asked of the token, not the cache: another process may have destroyed the object.
+      (await this.cache.refresh(versionId, m.secretKeyById(versionId))) !== undefined ||
+      (await this.cache.refresh(privateHalf(versionId), m.privateKeyById(versionId))) !== undefined
     );
   }
 
