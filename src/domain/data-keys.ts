@@ -4,7 +4,7 @@
  * GenerateAndExportDataKey. Pure apart from node:crypto's public-key operations.
  */
 import { type KeyObject, constants, createPublicKey, publicEncrypt } from 'node:crypto';
-import { isCanonicalBase64 } from './asymmetric.js';
+import { isCanonicalBase64, maxOaepPlaintextBytes } from './asymmetric.js';
 import { invalidParameter } from './errors.js';
 import type { WrappingAlgorithm } from './import-token.js';
 
@@ -83,15 +83,7 @@ export function parseExportPublicKey(blob: string, spec: ExportKeySpec): KeyObje
 
 /** RFC 8017: OAEP carries k − 2·hLen − 2 bytes, PKCS#1 v1.5 k − 11. */
 export function maxWrappableBytes(modulusBits: number, algorithm: WrappingAlgorithm): number {
-  const k = modulusBits / 8;
-  switch (algorithm) {
-    case 'RSAES_OAEP_SHA_256':
-      return k - 2 * 32 - 2;
-    case 'RSAES_OAEP_SHA_1':
-      return k - 2 * 20 - 2;
-    case 'RSAES_PKCS1_V1_5':
-      return k - 11;
-  }
+  return algorithm === 'RSAES_PKCS1_V1_5' ? modulusBits / 8 - 11 : maxOaepPlaintextBytes(modulusBits, algorithm);
 }
 
 /**
