@@ -12,9 +12,16 @@ const INDEX = '([1-9]\\d{0,3})';
 
 const escape = (name: string) => name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
+/** `Name.N`; group 1 is N. */
+export const listPattern = (name: string): RegExp => new RegExp(`^${escape(name)}\\.${INDEX}$`);
+
+/** `Name.N.Field` for one of `fields`; group 1 is N, group 2 the field. */
+export const recordPattern = (name: string, fields: readonly string[]): RegExp =>
+  new RegExp(`^${escape(name)}\\.${INDEX}\\.(${fields.map(escape).join('|')})$`);
+
 /** `Name.N` values in N order, or undefined when there are none. */
 export function gatherList(raw: Readonly<Record<string, string>>, name: string): string[] | undefined {
-  const pattern = new RegExp(`^${escape(name)}\\.${INDEX}$`);
+  const pattern = listPattern(name);
   const found: Array<[number, string]> = [];
   for (const [param, value] of Object.entries(raw)) {
     const m = pattern.exec(param);
@@ -30,7 +37,7 @@ export function gatherRecords<F extends string>(
   name: string,
   fields: readonly F[],
 ): Array<Partial<Record<F, string>>> | undefined {
-  const pattern = new RegExp(`^${escape(name)}\\.${INDEX}\\.(${fields.map(escape).join('|')})$`);
+  const pattern = recordPattern(name, fields);
   const byIndex = new Map<number, Partial<Record<F, string>>>();
   for (const [param, value] of Object.entries(raw)) {
     const m = pattern.exec(param);

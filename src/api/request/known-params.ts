@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { invalidParameter } from '../../domain/errors.js';
 import type { Action } from '../actions/action.js';
-import { indexedSpecOf } from '../indexed-params.js';
+import { indexedSpecOf, listPattern, recordPattern } from '../indexed-params.js';
 import { shownName } from './collect-params.js';
 
 /**
@@ -19,8 +19,6 @@ export interface KnownParams {
   readonly patterns: readonly RegExp[];
 }
 
-const INDEX = '[1-9][0-9]{0,3}';
-
 /** Reads an action's accepted parameter names off its zod schema (plain object, or one wrapped by withIndexed). */
 export function knownParamsOf(action: Action): KnownParams {
   const spec = indexedSpecOf(action.params);
@@ -36,7 +34,7 @@ export function knownParamsOf(action: Action): KnownParams {
     }
     const base = name.slice(0, -2);
     const fields = spec?.records?.[base];
-    patterns.push(fields ? new RegExp(`^${base}\\.${INDEX}\\.(?:${fields.join('|')})$`) : new RegExp(`^${base}\\.${INDEX}$`));
+    patterns.push(fields ? recordPattern(base, fields) : listPattern(base));
   }
   return { names, patterns };
 }
