@@ -1,14 +1,27 @@
 #!/usr/bin/env bash
 # Installs what hsm-kms needs on this machine, and nothing when it is all there:
 #   - Node.js >= 20 (checked, not installed);
-#   - softhsm2-util (softhsm2), pkcs11-tool (opensc), redis-server (redis-server), via apt-get
-#     when running as root; otherwise it lists the packages and exits 1;
+#   - system packages via apt-get when running as root (otherwise it lists them and exits 1):
+#       softhsm2      always (the token);
+#       redis-server  for the tests, and for the quickstart unless REDIS_URL is set (its private Redis);
+#       opensc        for the tests only (they inspect token objects with pkcs11-tool; nothing
+#                     at run time calls it);
+#       chromium      for the tests only (the /console browser test, with fonts-liberation);
+#     `setup.sh --for quickstart` asks only for what the quickstart's configuration needs;
+#     `setup.sh` (or `--for test`) for everything the test suite needs;
 #   - node_modules with the pkcs11js native addon built (npm ci; package.json's allowScripts
 #     approves pkcs11js's build script). A C++ toolchain is installed too if that build needs one.
 # Idempotent and silent when nothing is missing. Used by scripts/test.sh and scripts/quickstart.sh.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+purpose=test
+case "${1:-}:${2:-}" in
+  --for:quickstart) purpose=quickstart ;;
+  --for:test | :) purpose=test ;;
+  *) printf 'usage: scripts/setup.sh [--for quickstart|test]\n' >&2; exit 2 ;;
+esac
 
 say() { printf 'setup: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
@@ -24,8 +37,15 @@ command -v npm >/dev/null 2>&1 || die "npm is not installed; it ships with Node.
 # --- System packages -------------------------------------------------------------------------
 missing=()
 command -v softhsm2-util >/dev/null 2>&1 || missing+=(softhsm2)
-command -v pkcs11-tool   >/dev/null 2>&1 || missing+=(opensc)
-command -v redis-server  >/dev/null 2>&1 || missing+=(redis-server)
+if [ "${purpose}" = test ] || [ -z "${REDIS_URL:-}" ]; then
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+fi
+if [ "${purpose}" = test ]; then
+  command -v pkcs11-tool >/dev/null 2>&1 || missing+=(opensc)
+  # The console's browser test drives Debian's chromium (playwright-core downloads no browser);
+  # fonts-liberation (a recommend, skipped below) gives its screenshot legible text.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium fonts-liberation)
+fi
 
 need_npm_ci=0
 if [ ! -d node_modules ] || [ ! -f node_modules/pkcs11js/build/Release/pkcs11.node ]; then

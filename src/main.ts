@@ -18,7 +18,7 @@ export async function runServer(config: KmsConfig, options: { logger?: Logger } 
   let http: RunningServer | undefined;
   try {
     http = await startHttpServer(kms, config.host, config.port);
-    const endpoint = `${config.host}:${http.port}`;
+    const endpoint = clientEndpoint(config.host, http.port);
     const { file } = await ensureAdminCredentials(kms.deps, endpoint);
     kms.deps.logger.info({ endpoint }, 'hsm-kms listening');
     const running = http;
@@ -41,13 +41,26 @@ export async function runServer(config: KmsConfig, options: { logger?: Logger } 
   }
 }
 
-/** Stops `stop` once on SIGINT/SIGTERM, then exits; a second signal exits at once. */
-export function stopOnSignals(stop: () => Promise<void>): void {
+/**
+ * The endpoint a client on this host uses (credentials.json, the banner): a wildcard listen
+ * address (`0.0.0.0`, `::`, as in the container) is reached through the loopback address.
+ */
+export function clientEndpoint(host: string, port: number): string {
+  if (host === '0.0.0.0' || host === '' || host === '::' || host === '[::]') return `127.0.0.1:${port}`;
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Stops `stop` once on SIGINT/SIGTERM, then exits; a second signal exits at once. Returns the
+ * same graceful stop for other triggers (the cluster primary's message), which never counts
+ * as a second signal.
+ */
+export function stopOnSignals(stop: () => Promise<void>): () => void {
   let stopping = false;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (stopping) process.exit(1);
+  const stopOnce = (reason: string) => {
+    if (stopping) return;
     stopping = true;
-    process.stderr.write(`\n${signal}: stopping…\n`);
+    process.stderr.write(`\n${reason}: stopping…\n`);
     stop().then(
       () => process.exit(0),
       (error: unknown) => {
@@ -56,6 +69,11 @@ export function stopOnSignals(stop: () => Promise<void>): void {
       },
     );
   };
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) process.exit(1);
+    stopOnce(signal);
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  return () => stopOnce('asked to stop');
 }

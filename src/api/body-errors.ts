@@ -1,51 +1,47 @@
 import { KmsError } from '../domain/errors.js';
 
 /**
- * Failures of express's body reader (body-parser over raw-body), recognised by the `type`
- * each one carries (their stable code; the messages are not used), answered the Alibaba way
- * instead of as a 500. `status` overrides the error-code table where HTTP has a precise answer.
+ * A request the edge refuses before any route reads it (its body could not be read, or
+ * Node's parser gave up on it), answered the Alibaba way instead of as a 500. `status`
+ * overrides the error-code table where HTTP has a precise answer.
  */
 export interface BodyReadRefusal {
   status: number;
   error: KmsError;
 }
 
+/** Thrown by the body reader (http/body.ts); the edge answers it with its status. */
+export class BodyReadError extends Error {
+  override readonly name = 'BodyReadError';
+  constructor(readonly refusal: BodyReadRefusal) {
+    super(refusal.error.message);
+  }
+}
+
 const unreadableBody = () => new KmsError('InvalidParameter', 'The specified parameter is not valid. The request body could not be read.');
 
-const REFUSALS: Readonly<Record<string, () => BodyReadRefusal>> = {
-  // Bodies are limited to 4 MiB (app.ts); alibaba-api.md §5.11 has instance APIs answer 413 too.
-  'entity.too.large': () => ({ status: 413, error: new KmsError('RequestEntityTooLarge', 'The request body is too large.') }),
-  // Our choice: bodies are read as sent, never inflated (the signature covers the bytes on the
-  // wire and no Alibaba SDK compresses), so any Content-Encoding but identity is 415.
-  'encoding.unsupported': () => ({
-    status: 415,
-    error: new KmsError('InvalidParameter', 'The specified parameter "Content-Encoding" is not valid. Send the body unencoded (identity).'),
-  }),
-  'charset.unsupported': () => ({
-    status: 415,
-    error: new KmsError('InvalidParameter', 'The specified parameter "Content-Type" is not valid. Its charset is not supported.'),
-  }),
-  // The client stopped sending (it is usually gone; the answer is for the log and a half-open peer).
-  'request.aborted': () => ({ status: 400, error: unreadableBody() }),
-  // Fewer bytes than Content-Length announced.
-  'request.size.invalid': () => ({ status: 400, error: unreadableBody() }),
-  // Whoever read or decoded the stream before the parser; still the request's body that could not be read.
-  'stream.encoding.set': () => ({ status: 400, error: unreadableBody() }),
-  'stream.not.readable': () => ({ status: 400, error: unreadableBody() }),
-  'entity.parse.failed': () => ({ status: 400, error: unreadableBody() }),
-  'entity.verify.failed': () => ({ status: 400, error: unreadableBody() }),
-};
+/** Bodies are limited to 4 MiB (http/body.ts); alibaba-api.md §5.11 has instance APIs answer 413 too. */
+export const bodyTooLarge = (): BodyReadRefusal => ({ status: 413, error: new KmsError('RequestEntityTooLarge', 'The request body is too large.') });
+
+/**
+ * Our choice: bodies are read as sent, never inflated (the signature covers the bytes on the
+ * wire and no Alibaba SDK compresses), so any Content-Encoding but identity is 415.
+ */
+export const encodingUnsupported = (): BodyReadRefusal => ({
+  status: 415,
+  error: new KmsError('InvalidParameter', 'The specified parameter "Content-Encoding" is not valid. Send the body unencoded (identity).'),
+});
+
+/** The client stopped sending before the body was complete (it is usually gone; the answer is for the log and a half-open peer). */
+export const bodyAborted = (): BodyReadRefusal => ({ status: 400, error: unreadableBody() });
 
 /** The answer to a body-reader failure, or undefined for any other error. */
 export function bodyReadRefusal(error: unknown): BodyReadRefusal | undefined {
-  if (typeof error !== 'object' || error === null) return undefined;
-  const type = (error as { type?: unknown }).type;
-  if (typeof type !== 'string' || !Object.hasOwn(REFUSALS, type)) return undefined;
-  return REFUSALS[type]!();
+  return error instanceof BodyReadError ? error.refusal : undefined;
 }
 
 /**
- * What Node's HTTP parser refuses before express sees a request (a body shorter than its
+ * What Node's HTTP parser refuses before a route sees a request (a body shorter than its
  * Content-Length, a malformed request line, a request past its deadline), by the error's
  * `code`. Node's own answer is a bare `400 Bad Request` without a body; ours is Alibaba's body.
  */

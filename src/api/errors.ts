@@ -16,6 +16,8 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   InvalidImportToken: 400,
   ExpiredImportToken: 400,
   AliasAlreadyExists: 400,
+  // Our choice (KMS docs silent; Alibaba's ECS and AWS name it so): services/idempotency.ts.
+  IdempotentParameterMismatch: 400,
   'Unsupported.Origin': 400,
   'Unsupported.Alias': 400,
   'Rejected.LimitExceeded': 400,

@@ -25,6 +25,21 @@ export const p = {
   pageSize: (defaultSize = 10, max = 100) => p.integer(1, max).optional().transform((n) => n ?? defaultSize),
 };
 
+/** Parsed parameters under the names the services take: `KeyId` → `keyId`, `DryRun` → `dryRun`. */
+export type ServiceInput<P> = { [K in keyof P as K extends string ? Uncapitalize<K> : never]: P[K] };
+
+/**
+ * An action's parsed parameters as its use case's input: the same fields, each name with its
+ * first letter lowercased (the services name fields as the API does, in camelCase). The schema
+ * has already dropped every name it does not list, so nothing the action does not accept gets
+ * through; a parameter the caller left out stays absent.
+ */
+export function serviceInput<P extends Record<string, unknown>>(params: P): ServiceInput<P> {
+  const input: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(params)) input[name.charAt(0).toLowerCase() + name.slice(1)] = value;
+  return input as ServiceInput<P>;
+}
+
 /** Parses the raw parameters with an action's schema; the first problem becomes Alibaba's error. */
 export function parseParams<S extends z.ZodTypeAny>(schema: S, raw: Readonly<Record<string, string>>): z.infer<S> {
   const result = schema.safeParse(raw);

@@ -93,16 +93,23 @@ const skewedTimestamp = (maxSkewMs: number) =>
 // ---------------------------------------------------------------------------------------------
 // Encoding helpers shared by signer and verifier.
 
+/** RFC 3986 unreserved characters: what percent-encoding leaves as it is. */
+const UNRESERVED = /^[A-Za-z0-9_.~-]*$/;
+
 /**
  * RFC 3986 percent-encoding as the SDKs' `encode()`: `encodeURIComponent` plus `! ' ( ) *`
  * (openapi-util / rpc-util). Used for v1 keys and values and for ACS3 query values.
  */
 export function percentEncode(value: string): string {
-  return encodeURIComponent(value).replace(
-    /[!'()*]/g,
-    (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`,
-  );
+  if (UNRESERVED.test(value)) return value;
+  const encoded = encodeURIComponent(value);
+  // Base64 and timestamps hold none of these: skip the replace's callback pass then.
+  return SDK_EXTRA.test(encoded) ? encoded.replace(SDK_EXTRA_ALL, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`) : encoded;
 }
+
+/** What `encodeURIComponent` leaves as it is but the SDKs' `encode()` escapes. */
+const SDK_EXTRA = /[!'()*]/;
+const SDK_EXTRA_ALL = /[!'()*]/g;
 
 /** `YYYY-MM-DDThh:mm:ssZ`, the format of `Timestamp` and `x-acs-date` (§4.3, §4.4). */
 export function formatTimestamp(date: Date): string {
@@ -116,6 +123,16 @@ const TIMESTAMP_RE = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1
  * including calendar overflow such as `2026-02-30`, with `IllegalTimestamp`.
  */
 export function parseTimestamp(value: string | undefined, name: string): Date {
+  // Concurrent requests carry the same second: reuse the last parse (a Date is mutable, so a copy).
+  if (value !== undefined && value === lastTimestamp.text) return new Date(lastTimestamp.ms);
+  const date = parseTimestampText(value, name);
+  lastTimestamp = { text: value!, ms: date.getTime() };
+  return date;
+}
+
+let lastTimestamp: { text: string; ms: number } = { text: '', ms: 0 };
+
+function parseTimestampText(value: string | undefined, name: string): Date {
   const m = value === undefined ? null : TIMESTAMP_RE.exec(value);
   if (!m) throw malformedTimestamp(name);
   const [y, mo, d, h, mi, s] = m.slice(1, 7).map(Number) as [number, number, number, number, number, number];
@@ -168,12 +185,24 @@ const sortedKeys = (o: Readonly<Record<string, string>>) => Object.keys(o).sort(
  * `params`; the caller leaves `Signature` out. The path is always `/` (the SDKs hard-code it).
  */
 export function v1StringToSign(method: string, params: Readonly<Record<string, string>>): string {
-  // Sort on the raw key, then encode: rpc-util's normalize() does it in that order.
-  const canonical = sortedKeys(params)
-    .map((k) => `${percentEncode(k)}=${percentEncode(params[k]!)}`)
-    .join('&');
-  return `${method.toUpperCase()}&${percentEncode('/')}&${percentEncode(canonical)}`;
+  // Sort on the raw key, then encode: rpc-util's normalize() does it in that order. The
+  // canonical string `pct(k)=pct(v)&…` is then percent-encoded once more; built here already
+  // encoded (`=` → %3D, `&` → %26, `%` → %25: the only characters percentEncode's output holds
+  // besides unreserved ones), which saves a second pass over the whole string per request.
+  let canonical = '';
+  for (const k of sortedKeys(params)) {
+    if (canonical !== '') canonical += '%26';
+    canonical += `${encodedAgain(percentEncode(k))}%3D${encodedAgain(percentEncode(params[k]!))}`;
+  }
+  return `${method.toUpperCase()}&%2F&${canonical}`;
 }
+
+/** `encodeURIComponent` of percentEncode's output: only its `%` change. */
+function encodedAgain(encoded: string): string {
+  return encoded.indexOf('%') === -1 ? encoded : encoded.replace(PERCENT_ALL, '%25');
+}
+
+const PERCENT_ALL = /%/g;
 
 /** Input to {@link signV1}: every query (and form) parameter that will be sent, minus `Signature`. */
 export interface V1SignInput {
@@ -191,9 +220,10 @@ export function signV1(input: V1SignInput): string {
 
 function parseV1(req: RequestToVerify, collected: CollectedParams): SignedRequest {
   // v1 signs the query and form parameters; the edge refused any other body for v1.
-  const { Signature: signature, ...rest } = collected.all;
-  // Object rest spread gives a normal object back; keep the null prototype.
-  const params = Object.assign(Object.create(null) as Record<string, string>, rest);
+  const signature = collected.all['Signature'];
+  // Every parameter but Signature, in a null-prototype record (names are client-controlled).
+  const params = Object.create(null) as Record<string, string>;
+  for (const name in collected.all) if (name !== 'Signature') params[name] = collected.all[name]!;
 
   const accessKeyId = params['AccessKeyId'];
   if (!accessKeyId) throw missingParameter('AccessKeyId');

@@ -6,7 +6,7 @@
  */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { readCredentials } from '../services/bootstrap.js';
+import { readCredentials } from '../services/credentials-file.js';
 import { type RpcClient, RpcError, type RpcParams, createRpcClient } from './rpc-client.js';
 import { print } from './output.js';
 
@@ -32,6 +32,8 @@ export interface ClientSettings {
   endpoint: string;
   accessKeyId: string;
   accessKeySecret: string;
+  /** `--endpoint`, `KMS_ENDPOINT` or the credentials file: connection errors name it. */
+  endpointSource: string;
 }
 
 /**
@@ -45,14 +47,21 @@ export async function clientSettings(flags: ConnectionFlags, env: NodeJS.Process
   const file = flags.credentials ?? path.join(env.KMS_DATA_DIR ?? '.kms', 'credentials.json');
   const stored = await readCredentials(file);
   const endpoint = flags.endpoint ?? env.KMS_ENDPOINT ?? stored?.Endpoint;
+  const endpointSource =
+    flags.endpoint !== undefined
+      ? '--endpoint'
+      : env.KMS_ENDPOINT !== undefined
+        ? 'KMS_ENDPOINT'
+        : `${file}, written by the server when it last started`;
   const accessKeyId = flags.accessKeyId ?? env.KMS_ACCESS_KEY_ID ?? env.ALIBABA_CLOUD_ACCESS_KEY_ID ?? stored?.AccessKeyId;
   const accessKeySecret = flags.accessKeySecret ?? env.KMS_ACCESS_KEY_SECRET ?? env.ALIBABA_CLOUD_ACCESS_KEY_SECRET ?? stored?.AccessKeySecret;
   if (!endpoint || !accessKeyId || !accessKeySecret) {
     throw new Error(
-      `No endpoint or credentials: pass --endpoint/--access-key-id/--access-key-secret, set KMS_ENDPOINT/KMS_ACCESS_KEY_ID/KMS_ACCESS_KEY_SECRET, or start the server so it writes ${file}.`,
+      `No endpoint or credentials: ${stored ? `${file} has no endpoint` : `no ${file}`} (a server writes it when it starts: \`npm run quickstart\`; or set KMS_DATA_DIR to its data dir), ` +
+        'and neither --endpoint/--access-key-id/--access-key-secret nor KMS_ENDPOINT/KMS_ACCESS_KEY_ID/KMS_ACCESS_KEY_SECRET are given.',
     );
   }
-  return { endpoint: /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`, accessKeyId, accessKeySecret };
+  return { endpoint: /^https?:\/\//.test(endpoint) ? endpoint : `http://${endpoint}`, accessKeyId, accessKeySecret, endpointSource };
 }
 
 /** A signed client for one invocation. */
@@ -67,23 +76,12 @@ export interface KmsClient {
 export async function runClientVerb(flags: ConnectionFlags, verb: (client: KmsClient) => Promise<unknown>): Promise<void> {
   const rpc: RpcClient = createRpcClient(await clientSettings(flags));
   try {
-    const output = await verb(rpc);
-    if (flags.table === true) print(asRows(output), { table: true });
-    else print(output);
+    print(await verb(rpc), flags);
   } catch (error) {
     if (!(error instanceof RpcError)) throw error;
     process.stderr.write(`${error.code}: ${error.message}${error.requestId ? ` (${error.requestId})` : ''}\n`);
     process.exitCode = 1;
   }
-}
-
-/** For `--table`: a list prints one row per item; a single record prints one `Field  Value` row per field. */
-function asRows(output: unknown): unknown {
-  if (Array.isArray(output) || typeof output !== 'object' || output === null) return output;
-  return Object.entries(output).map(([Field, value]) => ({
-    Field,
-    Value: typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value ?? ''),
-  }));
 }
 
 /** Follows PageNumber until TotalCount items are read; `pick` takes a page's items out of its wrapper. */

@@ -1,14 +1,21 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { destination, pino } from 'pino';
-import { type KmsConfig, loadConfig } from '../config.js';
-import { type Kms, createKms } from '../kms.js';
+import type { KmsConfig } from '../config.js';
+import type { Kms } from '../kms.js';
+
+// Command modules import this file at the top, so it loads the configuration (zod), pino and the
+// service (pg, pkcs11js, ioredis …) only inside the functions: `kms --help` stays fast.
 
 /** Where a running quickstart records the embedded Postgres / private Redis it started. */
 export const runtimeFile = (dataDir: string) => path.join(dataDir, 'runtime.json');
 
-/** The pool size against the embedded store: it has one backend, one connection is its throughput. */
-export const EMBEDDED_DB_POOL_SIZE = 1;
+/**
+ * The pool size against the embedded store. It has one backend and its front admits one
+ * transaction at a time whatever the pool (store/embedded/round-gate.ts), so more connections
+ * add no throughput; but with one, a burst queues in pg's pool, whose 5 s connection wait then
+ * answers 503, while with a few it queues at the front's gate, which serves it in order.
+ */
+export const EMBEDDED_DB_POOL_SIZE = 4;
 
 /**
  * What a running quickstart records in `runtime.json` (0600). The URLs carry the
@@ -32,6 +39,7 @@ export interface LocalRuntime {
  * must date what it writes with the rig's service time, not the wall clock).
  */
 export async function localConfig(): Promise<KmsConfig> {
+  const { loadConfig } = await import('../config.js');
   const config = loadConfig();
   if (config.databaseUrl && config.redisUrl) return config;
   let runtime: Partial<LocalRuntime>;
@@ -60,6 +68,7 @@ export async function withLocalKms<T>(fn: (kms: Kms) => Promise<T>): Promise<T> 
   if (!config.databaseUrl) {
     throw new Error('DATABASE_URL is not set and no quickstart is running (start one with `npm run quickstart`).');
   }
+  const [{ destination, pino }, { createKms }] = await Promise.all([import('pino'), import('../kms.js')]);
   // Logs go to stderr: stdout is the verb's JSON (`kms instance list | jq`), and a rig's
   // manual clock warns at every start.
   const logger = pino({ level: 'warn', base: { service: 'hsm-kms' } }, destination(2));

@@ -1,4 +1,8 @@
-/** CLI output: JSON by default (scriptable), a plain table with --table. */
+/**
+ * CLI output: JSON by default (scriptable), a plain table with `--table` — one row per item for
+ * a list, one `Field  Value` row per field for a single record. Nested objects flatten to dotted
+ * names (`BindVpcs.BindVpc`), lists to comma-separated values.
+ */
 export function print(value: unknown, options: { table?: boolean } = {}): void {
   if (options.table) {
     process.stdout.write(`${toTable(value)}\n`);
@@ -7,9 +11,16 @@ export function print(value: unknown, options: { table?: boolean } = {}): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
 
-function toTable(value: unknown): string {
-  const rows = Array.isArray(value) ? value : [value];
-  const records = rows.map((r) => flatten(r));
+/** The `--table` rendering of `value` (without the final newline). */
+export function toTable(value: unknown): string {
+  if (Array.isArray(value)) return grid(value.map((r) => flatten(r)));
+  if (typeof value === 'object' && value !== null) {
+    return grid(Object.entries(flatten(value)).map(([Field, Value]) => ({ Field, Value })));
+  }
+  return String(value ?? '');
+}
+
+function grid(records: Array<Record<string, string>>): string {
   const columns = [...new Set(records.flatMap((r) => Object.keys(r)))];
   if (columns.length === 0) return '(empty)';
   const widths = columns.map((c) => Math.max(c.length, ...records.map((r) => (r[c] ?? '').length)));

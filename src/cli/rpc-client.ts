@@ -4,6 +4,7 @@
  * ACS3-HMAC-SHA256 headers, so the server sees our CLI exactly as it sees the real SDK.
  */
 import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import { stringify } from 'node:querystring';
 import { formatTimestamp, signAcs3 } from '../api/signature.js';
 
@@ -23,9 +24,53 @@ export interface RpcClientOptions {
   readonly securityToken?: string;
   /** Per-call timeout. Default 30 s. */
   readonly timeoutMs?: number;
-  /** Injected for tests; defaults to the global `fetch`. */
+  /** Injected for tests (the global `fetch` fits); defaults to {@link httpTransport}. */
   readonly fetch?: typeof fetch;
+  /** Where the endpoint came from (`--endpoint`, `KMS_ENDPOINT`, a credentials file): named in connection errors. */
+  readonly endpointSource?: string;
 }
+
+/** What the client needs of an HTTP answer (a fetch `Response` has it). */
+export interface HttpAnswer {
+  readonly status: number;
+  readonly ok: boolean;
+  readonly headers: { get(name: string): string | null };
+  text(): Promise<string>;
+}
+
+/** Sends one request; rejects when no answer arrives (the error's `code` or `cause.code` says why). */
+export type HttpTransport = (
+  url: string,
+  init: { method: string; headers: Readonly<Record<string, string>>; body: Buffer; signal: AbortSignal },
+) => Promise<HttpAnswer>;
+
+/**
+ * The default transport: node:http (node:https for an https endpoint), not the global fetch,
+ * whose first use in a process loads undici — about 60 ms of every CLI call.
+ */
+export const httpTransport: HttpTransport = async (url, init) => {
+  const target = new URL(url);
+  const client = target.protocol === 'https:' ? (await import('node:https')).default : http;
+  return new Promise((resolve, reject) => {
+    const request = client.request(target, { method: init.method, headers: { ...init.headers, 'content-length': String(init.body.length) }, signal: init.signal }, (response) => {
+      const chunks: Buffer[] = [];
+      response.on('data', (chunk: Buffer) => chunks.push(chunk));
+      response.on('error', reject);
+      response.on('end', () => {
+        const status = response.statusCode ?? 0;
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({
+          status,
+          ok: status >= 200 && status < 300,
+          headers: { get: (name) => [response.headers[name.toLowerCase()]].flat()[0] ?? null },
+          text: async () => text,
+        });
+      });
+    });
+    request.on('error', reject);
+    request.end(init.body);
+  });
+};
 
 /** Parameter values as callers hold them; `undefined` is left out, the rest go through `String()`. */
 export type RpcParams = Readonly<Record<string, string | number | boolean | undefined>>;
@@ -124,11 +169,60 @@ export class RpcError extends Error {
   }
 }
 
+/**
+ * The endpoint did not answer at all (refused, unknown host, timeout, reset): the message names
+ * the endpoint, the likely cause and what to do. Never carries credentials.
+ */
+export class ConnectionError extends Error {
+  override readonly name = 'ConnectionError';
+  constructor(
+    readonly endpoint: string,
+    /** errno-style code of the cause (`ECONNREFUSED`, `ENOTFOUND`, `TimeoutError` …). */
+    readonly causeCode: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Turns what fetch threw into a {@link ConnectionError} that says what probably happened. */
+export function connectionError(error: unknown, endpoint: string, timeoutMs: number, endpointSource?: string): ConnectionError {
+  // fetch puts the errno in `cause.code`; node:http in `code`; a timeout aborts (cause TimeoutError).
+  const thrown = error as { code?: unknown; name?: unknown; cause?: { code?: unknown; name?: unknown; message?: unknown } } | undefined;
+  const cause = thrown?.cause;
+  const code =
+    typeof thrown?.code === 'string' && thrown.code !== 'ABORT_ERR'
+      ? thrown.code
+      : typeof cause?.code === 'string'
+        ? cause.code
+        : cause?.name === 'TimeoutError' || thrown?.name === 'AbortError'
+          ? 'TimeoutError'
+          : typeof thrown?.name === 'string'
+            ? thrown.name
+            : 'Error';
+  const origin = new URL(endpoint).origin;
+  const from = endpointSource ? ` (endpoint from ${endpointSource})` : '';
+  const likely: Record<string, string> = {
+    ECONNREFUSED:
+      'connection refused: no server is listening there. Is it running? Start one with `npm run quickstart` (or `kms serve`), or point --endpoint / KMS_ENDPOINT at the right host:port.',
+    ENOTFOUND: 'the host name does not resolve: check --endpoint / KMS_ENDPOINT.',
+    EAI_AGAIN: 'the host name could not be resolved right now (DNS): check --endpoint / KMS_ENDPOINT.',
+    EHOSTUNREACH: 'the host is unreachable from here: check --endpoint / KMS_ENDPOINT and the network.',
+    ECONNRESET: 'the connection was closed before an answer: is that a KMS endpoint (http, not https)?',
+    UND_ERR_SOCKET: 'the connection was closed before an answer: is that a KMS endpoint (http, not https)?',
+    TimeoutError: `no answer within ${timeoutMs / 1000} s: the server is overloaded or stuck, or a firewall drops the packets.`,
+  };
+  const reason =
+    likely[code] ?? `${typeof cause?.message === 'string' ? cause.message : error instanceof Error ? error.message : String(error)} (${code}).`;
+  return new ConnectionError(origin, code, `cannot reach the KMS at ${origin}${from}: ${reason}`);
+}
+
 /** A signed KMS RPC client. */
 export interface RpcClient {
   /**
    * Calls `action` and returns the JSON body.
    * @throws RpcError on a non-2xx status or a non-JSON-object body.
+   * @throws ConnectionError when the endpoint does not answer.
    */
   call(action: string, params?: RpcParams): Promise<Record<string, unknown>>;
 }
@@ -142,18 +236,24 @@ const stringField = (o: Record<string, unknown>, ...names: string[]) => {
 
 /** Creates a client bound to one endpoint and one credential. */
 export function createRpcClient(options: RpcClientOptions): RpcClient {
-  const doFetch = options.fetch ?? fetch;
+  const doFetch: typeof fetch | HttpTransport = options.fetch ?? httpTransport;
   const timeoutMs = options.timeoutMs ?? 30_000;
   return {
     async call(action, params = {}) {
       const req = buildSignedRequest({ ...options, action, params });
-      const res = await doFetch(req.url, {
-        method: req.method,
-        headers: req.headers,
-        body: req.body,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const text = await res.text();
+      let res: HttpAnswer;
+      let text: string;
+      try {
+        res = await doFetch(req.url, {
+          method: req.method,
+          headers: req.headers,
+          body: req.body,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        text = await res.text();
+      } catch (error) {
+        throw connectionError(error, options.endpoint, timeoutMs, options.endpointSource);
+      }
       const headerRequestId = res.headers.get('x-acs-request-id') ?? undefined;
       let body: unknown;
       try {

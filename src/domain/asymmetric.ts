@@ -118,8 +118,8 @@ function derLength(n: number): Buffer {
 
 /**
  * The inverse of `ecdsaRawToDer`, for verification in the token (CKM_ECDSA takes r ‖ s).
- * Returns undefined for anything that is not a well-formed signature of this size, which
- * verification answers as `false`.
+ * Returns undefined for anything that is not the DER signature of this size (BER forms too:
+ * a padded integer, a long-form length), which verification answers as `false`.
  */
 export function ecdsaDerToRaw(der: Buffer, componentBytes: number): Buffer | undefined {
   let offset = 0;
@@ -144,5 +144,9 @@ export function ecdsaDerToRaw(der: Buffer, componentBytes: number): Buffer | und
     if (value.length > componentBytes) return undefined;
     parts.push(Buffer.concat([Buffer.alloc(componentBytes - value.length), value]));
   }
-  return offset === der.length ? Buffer.concat(parts) : undefined;
+  if (offset !== der.length) return undefined;
+  const raw = Buffer.concat(parts);
+  // DER, not BER: one encoding per signature (minimal lengths and integers, no negative
+  // integer). Anything else re-encodes differently and is refused, as OpenSSL refuses it.
+  return ecdsaRawToDer(raw).equals(der) ? raw : undefined;
 }

@@ -10,14 +10,18 @@ export const MAX_ENCRYPTION_CONTEXT_LENGTH = 8192;
 
 /** The parts of an Alibaba-compatible ciphertext blob: one AES-GCM output under one key version. */
 export interface CiphertextBlob {
-  /** Lowercase or uppercase UUID, 36 ASCII characters. */
+  /** Lowercase UUID, 36 ASCII characters (version ids are issued lowercase). */
   keyVersionId: string;
   iv: Buffer;
   ciphertext: Buffer;
   tag: Buffer;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/**
+ * Lowercase only: the version id is not covered by the GCM tag, and the store matches uuids
+ * case-insensitively, so an upper-cased prefix would be a second valid form of one ciphertext.
+ */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Standard alphabet, padded or not; canonical form is checked after decoding. */
 const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -37,7 +41,7 @@ export function encodeCiphertextBlob({ keyVersionId, iv, ciphertext, tag }: Ciph
  * Splits a `CiphertextBlob` parameter. Only the shape is checked here; the GCM tag and
  * the version's existence are checked by whoever decrypts.
  * @throws InvalidCiphertext for non-canonical base64, fewer than 64 bytes, or a version id
- *   that is not a UUID.
+ *   that is not a lowercase UUID.
  */
 export function decodeCiphertextBlob(b64: string): CiphertextBlob {
   if (!BASE64.test(b64)) throw invalidCiphertext();
@@ -60,25 +64,26 @@ export function decodeCiphertextBlob(b64: string): CiphertextBlob {
 /**
  * Parses the `EncryptionContext` parameter: a JSON object of string → string, at most
  * 8192 characters of JSON. Absent or empty means no context (`{}`).
- * @throws InvalidParameter(EncryptionContext)
+ * @param parameter the name the client gave it (ReEncrypt's Source/DestinationEncryptionContext)
+ * @throws InvalidParameter naming `parameter`
  */
-export function parseEncryptionContext(json: string | undefined): Record<string, string> {
+export function parseEncryptionContext(json: string | undefined, parameter = 'EncryptionContext'): Record<string, string> {
   if (json === undefined || json === '') return {};
   if (json.length > MAX_ENCRYPTION_CONTEXT_LENGTH) {
-    throw invalidParameter('EncryptionContext', `It must be at most ${MAX_ENCRYPTION_CONTEXT_LENGTH} characters.`);
+    throw invalidParameter(parameter, `It must be at most ${MAX_ENCRYPTION_CONTEXT_LENGTH} characters.`);
   }
   let parsed: unknown;
   try {
     parsed = JSON.parse(json);
   } catch {
-    throw invalidParameter('EncryptionContext', 'It must be a JSON object.');
+    throw invalidParameter(parameter, 'It must be a JSON object.');
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalidParameter('EncryptionContext', 'It must be a JSON object.');
+    throw invalidParameter(parameter, 'It must be a JSON object.');
   }
   const entries = Object.entries(parsed);
   if (!entries.every(([, v]) => typeof v === 'string')) {
-    throw invalidParameter('EncryptionContext', 'Every value must be a string.');
+    throw invalidParameter(parameter, 'Every value must be a string.');
   }
   // fromEntries defines own properties, so a "__proto__" key stays an ordinary key.
   return Object.fromEntries(entries) as Record<string, string>;

@@ -21,6 +21,15 @@ function randomAlnum(length: number): string {
 /** A new key id: `key-hzz` + 21 lowercase alphanumerics (28 chars). */
 export const newKeyId = (): string => `key-${ID_INFIX}${randomAlnum(SUFFIX_LENGTH)}`;
 
+/**
+ * A key id a caller may choose (seed files, for tests that hard-code ids): `key-` and 4 to 60
+ * lowercase letters or digits, the shape of the ids this service makes (`newKeyId`).
+ */
+export const isKeyIdFormat = (text: string): boolean => /^key-[a-z0-9]{4,60}$/.test(text);
+
+/** An access key id a caller may choose: `LTAI` and 12 to 40 letters or digits (the shape of generated ones). */
+export const isAccessKeyIdFormat = (text: string): boolean => /^LTAI[A-Za-z0-9]{12,40}$/.test(text);
+
 /** A new KMS instance id: `kst-hzz` + 21 lowercase alphanumerics (28 chars). */
 export const newInstanceId = (): string => `kst-${ID_INFIX}${randomAlnum(SUFFIX_LENGTH)}`;
 

@@ -12,11 +12,19 @@ export type KeyVersionState = 'Enabled' | 'PendingRotation';
 
 /**
  * Where the material is held:
- * - `token`: a sensitive, non-extractable HSM object whose CKA_ID is the version id;
+ * - `token`: a sensitive, non-extractable HSM object whose CKA_ID is the version id
+ *   (HSM tier, `HsmInternal`);
  * - `sealed`: sealed under the HSM root key in Postgres (SOFTWARE tier);
- * - `wrapped`: reserved for HSM-wrapped blobs (HsmEncryptedDatabase, issue 16).
+ * - `wrapped`: AES-KWP-wrapped under the HSM's trusted master key, in Postgres, unwrapped
+ *   only inside the HSM (HSM tier, `HsmEncryptedDatabase`).
  */
 export type VersionStorage = 'token' | 'sealed' | 'wrapped';
+
+/** Where a key's versions keep their material: by protection level and (HSM) storage mechanism. */
+export function versionStorageOf(key: { protectionLevel: 'SOFTWARE' | 'HSM'; storageMechanism: 'HsmInternal' | 'HsmEncryptedDatabase' | null }): VersionStorage {
+  if (key.protectionLevel === 'SOFTWARE') return 'sealed';
+  return key.storageMechanism === 'HsmEncryptedDatabase' ? 'wrapped' : 'token';
+}
 
 export interface KeyVersion {
   id: string;
@@ -29,6 +37,10 @@ export interface KeyVersion {
   storage: VersionStorage;
   /** `sealed` storage only. */
   sealedMaterial: Buffer | null;
+  /** `wrapped` storage only: the AES-KWP blob under the HSM master key; null without material. */
+  wrappedMaterial: Buffer | null;
+  /** `wrapped` key pairs only: the public half, DER SubjectPublicKeyInfo (no token object holds it). */
+  publicKey: Buffer | null;
   /** False while imported material is absent (not yet imported, expired or deleted). */
   hasMaterial: boolean;
   /**

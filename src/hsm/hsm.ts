@@ -74,6 +74,29 @@ export function versionKeySpec(key: { keySpec: KeySpec; keyUsage: KeyUsage }): V
   return shape;
 }
 
+/**
+ * An HsmEncryptedDatabase version key (Alibaba's `KeyStorageMechanism`): its AES-KWP blob
+ * under the token's master wrapping key, kept in Postgres with the version row. The token
+ * holds no object per version; the blob is unwrapped into a session object when used.
+ */
+export interface WrappedVersionKey {
+  versionId: string;
+  wrapped: Buffer;
+}
+
+/** A wrapped key pair version: the private half is the blob; the public half is kept beside it. */
+export interface WrappedVersionKeyPair extends WrappedVersionKey {
+  spec: Extract<VersionKeySpec, { kind: 'rsa' | 'ec' }>;
+  /** DER SubjectPublicKeyInfo. */
+  publicKeyDer: Buffer;
+}
+
+/** A new wrapped version key: the blob, and for a key pair its public half (DER SPKI). */
+export interface WrappedMaterial {
+  wrapped: Buffer;
+  publicKeyDer?: Buffer;
+}
+
 export interface HsmInfo {
   modulePath: string;
   manufacturer: string;
@@ -104,7 +127,7 @@ export interface ImportUnwrapRequest {
    * root key (SOFTWARE tier). `fingerprint-only`: a transient sensitive object, destroyed
    * once fingerprinted (re-import of material the token already holds).
    */
-  target: { kind: 'token'; versionId: string } | { kind: 'host' } | { kind: 'fingerprint-only' };
+  target: { kind: 'token'; versionId: string } | { kind: 'wrapped'; versionId: string } | { kind: 'host' } | { kind: 'fingerprint-only' };
 }
 
 export interface ImportUnwrapResult {
@@ -113,6 +136,8 @@ export interface ImportUnwrapResult {
   fingerprint: Buffer;
   /** Only for `target.kind === 'host'`; the caller must zero it after use. */
   material?: Buffer;
+  /** Only for `target.kind === 'wrapped'`: the material wrapped under the master key (no secret). */
+  wrapped?: Buffer;
 }
 
 /** What the token holds, by CKA_ID (see `Hsm.listObjectIds`). */
@@ -123,8 +148,18 @@ export interface HsmObjectIds {
   wrappingPairs: string[];
 }
 
+/** The session pool's load (metrics): concurrency is bounded by `size` (KMS_HSM_SESSIONS). */
+export interface HsmSessionStats {
+  size: number;
+  open: number;
+  inUse: number;
+  /** Calls waiting for a free session. */
+  waiting: number;
+}
+
 export interface Hsm {
   info(): HsmInfo;
+  sessionStats(): HsmSessionStats;
 
   /**
    * Version keys, addressed by version id (CKA_ID) whatever their spec. Secret keys and
@@ -176,6 +211,32 @@ export interface Hsm {
    */
   macWithVersionKey(versionId: string, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer>;
 
+  // ---- HsmEncryptedDatabase: version keys wrapped under the master key ---------------------
+
+  /** Whether the token has its master wrapping key (`kms hsm init` creates it; looked up again when absent). */
+  hasMasterWrappingKey(): Promise<boolean>;
+  /** Whether keys of `spec` can be held wrapped (AES, HMAC, and the RSA/EC pairs this token makes). */
+  supportsWrappedVersionKey(spec: VersionKeySpec): boolean;
+  /**
+   * Generates a version key (or pair) in the token (sensitive, wrap-with-trusted), returns it
+   * wrapped with AES-KWP under the master (a pair: its private half, and the public half as
+   * DER), and leaves nothing in the token.
+   * @throws ServiceUnavailableTemporary when the token has no master wrapping key
+   */
+  generateWrappedVersionKey(versionId: string, spec: VersionKeySpec): Promise<WrappedMaterial>;
+  /** AES-GCM inside the token with the unwrapped key (a cached session object) and a fresh IV. */
+  encryptWithWrappedKey(key: WrappedVersionKey, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed>;
+  /** Throws KmsError InvalidCiphertext when the tag does not verify. */
+  decryptWithWrappedKey(key: WrappedVersionKey, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer>;
+  macWithWrappedKey(key: WrappedVersionKey, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer>;
+  fingerprintWrappedKey(key: WrappedVersionKey): Promise<Buffer>;
+  /** As `signWithVersionKey`, with a wrapped pair's private half unwrapped into the token. */
+  signWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer>;
+  /** As `decryptWithVersionKeyPair` (one InvalidCiphertext for every failure), with a wrapped pair. */
+  decryptWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer>;
+  /** Destroys this process's unwrapped copy of the version's key, if it has one. */
+  forgetWrappedKey(versionId: string): void;
+
   /** AES-GCM under the token's root key; returns iv ‖ ciphertext ‖ tag. */
   sealWithRootKey(plaintext: Buffer, aad?: Buffer): Promise<Buffer>;
   unsealWithRootKey(blob: Buffer, aad?: Buffer): Promise<Buffer>;
@@ -200,6 +261,15 @@ export interface Hsm {
    * (ids that are not UUIDs) are never listed.
    */
   listObjectIds(): Promise<HsmObjectIds>;
+
+  /**
+   * Signs an audit digest (its canonical serialisation) with the token's audit digest key:
+   * ECDSA P-256 over SHA-256(message), DER-encoded, the private half sensitive and
+   * non-extractable (created at first start). Returns the public key that verifies it.
+   */
+  signAuditDigest(message: Buffer): Promise<{ signature: Buffer; publicKeyDer: Buffer }>;
+  /** DER SPKI of the token's audit digest keys (what `kms audit verify` trusts). */
+  auditDigestPublicKeys(): Promise<Buffer[]>;
 
   close(): Promise<void>;
 }

@@ -86,7 +86,7 @@ export async function renderSoftHsmConf(tokenDir: string): Promise<string> {
 }
 
 /** Reads `directories.tokendir` out of an existing SoftHSM2 config. */
-function tokenDirFromConf(text: string): string | undefined {
+export function tokenDirFromConf(text: string): string | undefined {
   for (const line of text.split(/\r?\n/)) {
     const match = /^\s*directories\.tokendir\s*=\s*(.*?)\s*$/.exec(line);
     if (match?.[1]) return match[1];

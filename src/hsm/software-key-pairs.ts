@@ -34,6 +34,10 @@ export function publicKeyOfPkcs8(pkcs8: Buffer): Buffer {
 export function decryptWithPkcs8(pkcs8: Buffer, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Buffer {
   try {
     const key = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' });
+    // RFC 8017 §7.1.2: a ciphertext that is not exactly k octets is a decryption error (OpenSSL
+    // left-pads a shorter one, so dropping a leading zero octet would otherwise still decrypt).
+    const modulusBits = key.asymmetricKeyDetails?.modulusLength;
+    if (modulusBits === undefined || ciphertext.length !== Math.ceil(modulusBits / 8)) throw invalidCiphertext();
     return privateDecrypt({ key, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: oaepHash(algorithm) }, ciphertext);
   } catch {
     throw invalidCiphertext();

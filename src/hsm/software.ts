@@ -1,5 +1,6 @@
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { internalFailure, invalidCiphertext } from '../domain/errors.js';
+import { nextGcmIv } from './gcm-iv.js';
 import type { AesGcmSealed } from './hsm.js';
 
 /**
@@ -12,7 +13,7 @@ export class SoftwareCipher {
   constructor(private readonly maxCachedKeys = 10_000) {}
 
   encrypt(material: Buffer, plaintext: Buffer, aad: Buffer | undefined): AesGcmSealed {
-    const iv = randomBytes(12);
+    const iv = nextGcmIv();
     const cipher = createCipheriv(algorithmFor(material), material, iv);
     if (aad) cipher.setAAD(aad);
     const ciphertext = Buffer.concat([cipher.update(plaintext), cipher.final()]);

@@ -28,6 +28,8 @@ export interface WorkerStartOptions {
   sweepEveryMs: number;
   /** False: no repeatable sweeper is (re-)installed by this process. */
   sweeper: boolean;
+  /** How often the repeatable audit digest job runs (installed when `sweeper` is true). */
+  auditDigestEveryMs: number;
 }
 
 export interface QueueDefinition<Data, ScheduleArgs extends unknown[] = never[]> {
@@ -46,6 +48,12 @@ export interface QueueDefinition<Data, ScheduleArgs extends unknown[] = never[]>
   processor(context: ProcessorContext): (job: Job<Data>, token?: string) => Promise<unknown>;
   /** Run once by every process that starts workers (install the repeatable sweeper, fill the pool). */
   onWorkersStarted?(context: ScheduleContext<Data>, options: WorkerStartOptions): Promise<void>;
+  /**
+   * Re-creates this queue's repeatable schedule when Redis no longer has it (a Redis restarted
+   * empty or flushed, issue 19 item 4b); run by running workers periodically and on reconnect.
+   * Returns whether it had to. Leaves an existing schedule alone (its next run stays).
+   */
+  ensureSchedule?(context: ScheduleContext<Data>, options: WorkerStartOptions): Promise<boolean>;
 }
 
 /** The job data type of a definition. */

@@ -10,6 +10,7 @@ import type { Clock } from '../clock.js';
 import type { KmsConfig } from '../config.js';
 import { KmsError } from '../domain/errors.js';
 import type { JobsPort } from '../services/jobs-port.js';
+import { REDIS_RECONNECT_CAP_MS } from '../store/redis.js';
 import type { ScheduleContext } from './queue-definition.js';
 import { JOB_QUEUES, type KmsQueues, queueEntries } from './registry.js';
 
@@ -24,7 +25,13 @@ export interface QueueSettings {
 export function queueSettings(config: Pick<KmsConfig, 'redisUrl' | 'jobs'>): QueueSettings {
   return {
     // BullMQ opens its own ioredis connections from these options (blocking ones for workers).
-    connection: { url: config.redisUrl ?? 'redis://127.0.0.1:6379' },
+    connection: {
+      url: config.redisUrl ?? 'redis://127.0.0.1:6379',
+      // As the service's own client (store/redis.ts): a lost Redis is retried at most every
+      // REDIS_RECONNECT_CAP_MS, so workers (and a worker still starting) resume within that
+      // much of its return (BullMQ's default backs off to 20 s; issue 19 item 5).
+      retryStrategy: (times: number) => Math.min(times * 50, REDIS_RECONNECT_CAP_MS),
+    },
     prefix: config.jobs.queuePrefix,
   };
 }

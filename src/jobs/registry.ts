@@ -12,8 +12,10 @@
  * | wrapping-pool   | refill / cleanup singletons   | each pooled take, worker start, every sweep    |
  * | reconciler      | one pending run               | every sweep                                    |
  * | sweeper         | repeatable                    | every worker start (KMS_SWEEP_INTERVAL_SECONDS) |
+ * | audit-digest    | repeatable, or one now        | every worker start (KMS_AUDIT_DIGEST_MINUTES)   |
  */
 import type { Queue } from 'bullmq';
+import { auditDigestQueue } from './audit-digest.js';
 import { keyDeletionQueue } from './key-deletion.js';
 import { materialExpiryQueue } from './material-expiry.js';
 import type { JobDataOf, QueueDefinition } from './queue-definition.js';
@@ -29,6 +31,7 @@ export const JOB_QUEUES = {
   wrappingPool: wrappingPoolQueue,
   reconciler: reconcilerQueue,
   sweeper: sweeperQueue,
+  auditDigest: auditDigestQueue,
 } as const;
 
 export type QueueKey = keyof typeof JOB_QUEUES;

@@ -11,6 +11,7 @@
  * a sweep racing a job, or two sweeps, apply it once.
  */
 import type { Queue } from 'bullmq';
+import { faultPoint, inFaultScope } from '../fault-points.js';
 import type { ServiceDeps } from '../services/context.js';
 import type { SweepResult } from './batch-sweep.js';
 import { runKeyDeletionSweep } from './key-deletion.js';
@@ -46,7 +47,12 @@ export async function runSweep(deps: ServiceDeps, queues: Pick<KmsQueues, 'wrapp
   const report: SweepReport = { failedParts: [] };
   const part = async <T>(name: string, run: () => Promise<T>): Promise<T | undefined> => {
     try {
-      return await run();
+      // KMS_FAULT_POINTS (tests only): each part is the scope of its points, like the queue of its name.
+      return await inFaultScope(name, async () => {
+        const done = await run();
+        faultPoint('after-commit');
+        return done;
+      });
     } catch (error) {
       report.failedParts.push(name);
       deps.logger.warn({ part: name, err: error instanceof Error ? error.message : String(error) }, 'sweep part failed; the next sweep runs it again');
@@ -76,5 +82,10 @@ export const sweeperQueue: QueueDefinition<SweeperJob, [everyMs: number]> = {
       runSweep(deps, queues),
   onWorkersStarted: async ({ queue }, options) => {
     if (options.sweeper) await scheduleSweeper(queue, options.sweepEveryMs);
+  },
+  ensureSchedule: async ({ queue }, options) => {
+    if (!options.sweeper || (await queue.getJobScheduler(SWEEPER_SCHEDULER_ID))) return false;
+    await scheduleSweeper(queue, options.sweepEveryMs);
+    return true;
   },
 };

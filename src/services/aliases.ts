@@ -22,7 +22,7 @@ import { recordAudit } from '../store/audit.js';
 import { withTransaction } from '../store/db.js';
 import { getKey } from '../store/keys.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { loadKey } from './key-lookup.js';
+import { findKey, loadKey } from './key-lookup.js';
 import { assertAdmin, visibleInstanceIds } from './permissions.js';
 
 /** §5.11: Alibaba's account-level limit is 300 aliases per region. */
@@ -51,6 +51,7 @@ export async function createAlias(deps: ServiceDeps, input: { aliasName: string;
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
+      sourceIp: caller.sourceIp,
       action: 'CreateAlias',
       keyId: key.id,
       detail: { aliasName: input.aliasName },
@@ -77,6 +78,7 @@ export async function updateAlias(deps: ServiceDeps, input: { aliasName: string;
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
+      sourceIp: caller.sourceIp,
       action: 'UpdateAlias',
       keyId: target.id,
       detail: { aliasName: input.aliasName, previousKeyId: previous.keyId },
@@ -100,6 +102,7 @@ export async function deleteAlias(deps: ServiceDeps, aliasName: string, caller: 
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
+      sourceIp: caller.sourceIp,
       action: 'DeleteAlias',
       keyId: alias.keyId,
       detail: { aliasName },
@@ -127,7 +130,7 @@ export async function pageAliases(deps: ServiceDeps, page: Page, caller: Caller)
  * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), also for a key the caller may not see
  */
 export async function pageAliasesOfKey(deps: ServiceDeps, reference: string, page: Page, caller: Caller): Promise<AliasPage> {
-  const key = await loadKey(deps, deps.db, reference, caller);
+  const key = await findKey(deps, reference, caller);
   assertAllowed('ListAliasesByKeyId', key.state);
   return listAliases(deps.db, window(page), key.id);
 }

@@ -22,15 +22,14 @@ import {
   oaepHash,
 } from '../domain/asymmetric.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
-import { internalFailure, invalidParameter, keyVersionNotFound, unsupportedOperation } from '../domain/errors.js';
+import { internalFailure, invalidParameter, keyVersionNotFound } from '../domain/errors.js';
 import { isVersionId } from '../domain/ids.js';
-import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
-import { decryptWithPkcs8, publicKeyOfPkcs8 } from '../hsm/software-key-pairs.js';
-import { getVersion } from '../store/versions.js';
+import { type Key, type KeyAction, type UsageAction, assertUsageAllows, keyShape } from '../domain/key.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { softwareMaterial } from './crypto.js';
-import { loadKey } from './key-lookup.js';
+import { decryptUnderVersion, publicKeyOfVersion, signUnderVersion } from './version-material.js';
+import { findKey } from './key-lookup.js';
+import { admitKeyUse } from './throttling.js';
 
 export interface AsymmetricTarget {
   /** `KeyId`: an id, alias or ARN. */
@@ -53,13 +52,12 @@ export async function loadAsymmetricVersion(
   action: AsymmetricAction,
   caller: Caller,
 ): Promise<{ key: Key; version: KeyVersion }> {
-  const key = await loadKey(deps, deps.db, target.keyId, caller);
-  assertUsageAllows(action, key);
-  assertAllowed(action, key.state);
+  const key = await findKey(deps, target.keyId, caller);
+  await admitKeyUse(deps, key, action, caller);
   // Checked before the query: the column is a uuid, and text that is none names no version
   // (Forbidden.KeyNotFound as documented, not the store's InvalidParameter).
   if (!isVersionId(target.keyVersionId)) throw keyVersionNotFound();
-  const version = await getVersion(deps.db, target.keyVersionId.toLowerCase());
+  const version = await deps.repositories.versions.byId(target.keyVersionId.toLowerCase());
   if (!version || version.keyId !== key.id) throw keyVersionNotFound();
   if (!version.hasMaterial) throw internalFailure('An asymmetric version has no material.');
   return { key, version };
@@ -73,7 +71,7 @@ export async function getPublicKey(
 ): Promise<{ keyId: string; keyVersionId: string; publicKeyPem: string }> {
   const { key, version } = await loadAsymmetricVersion(deps, target, 'GetPublicKey', caller);
   if (target.dryRun) throw dryRunSucceeded();
-  const der = await publicKeyDer(deps, version);
+  const der = await publicKeyOfVersion(deps, version);
   const pem = createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString();
   return { keyId: key.id, keyVersionId: version.id, publicKeyPem: pem };
 }
@@ -88,7 +86,7 @@ export async function asymmetricSign(
   const algorithm = assertSigningAlgorithm(keyShape(key.keySpec), input.algorithm);
   const digest = decodeDigest(input.digest);
   if (input.dryRun) throw dryRunSucceeded();
-  const signature = await signWith(deps, version, algorithm, digest);
+  const signature = await signWith(deps, key, version, algorithm, digest);
   return { keyId: key.id, keyVersionId: version.id, value: signature.toString('base64') };
 }
 
@@ -103,7 +101,7 @@ export async function asymmetricVerify(
   const digest = decodeDigest(input.digest);
   const signature = decodeBase64Param('Value', input.value);
   if (input.dryRun) throw dryRunSucceeded();
-  const valid = signature.length > 0 && (await deps.hsm.verifyWithPublicKey(await publicKeyDer(deps, version), algorithm, digest, signature));
+  const valid = signature.length > 0 && (await deps.hsm.verifyWithPublicKey(await publicKeyOfVersion(deps, version), algorithm, digest, signature));
   return { keyId: key.id, keyVersionId: version.id, value: valid };
 }
 
@@ -122,7 +120,7 @@ export async function asymmetricEncrypt(
     throw invalidParameter('Plaintext', `It must be the base64 of 1 to ${max} bytes for ${key.keySpec} with ${algorithm}.`);
   }
   if (input.dryRun) throw dryRunSucceeded();
-  const publicKey = createPublicKey({ key: await publicKeyDer(deps, version), format: 'der', type: 'spki' });
+  const publicKey = createPublicKey({ key: await publicKeyOfVersion(deps, version), format: 'der', type: 'spki' });
   const ciphertext = publicEncrypt({ key: publicKey, padding: constants.RSA_PKCS1_OAEP_PADDING, oaepHash: oaepHash(algorithm) }, plaintext);
   return { keyId: key.id, keyVersionId: version.id, ciphertextBlob: ciphertext.toString('base64') };
 }
@@ -147,28 +145,16 @@ export async function asymmetricDecrypt(
   const ciphertext =
     typeof input.ciphertextBlob === 'string' ? decodeBase64Param('CiphertextBlob', input.ciphertextBlob) : input.ciphertextBlob;
   if (input.dryRun) throw dryRunSucceeded();
-  const plaintext = await decryptWith(deps, version, algorithm, ciphertext);
+  const plaintext = await decryptWith(deps, key, version, algorithm, ciphertext);
   return { keyId: key.id, keyVersionId: version.id, plaintext };
 }
 
-// ---- tier dispatch --------------------------------------------------------------------------
+// ---- storage dispatch: services/version-material.ts ------------------------------------------
 
-async function publicKeyDer(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
-  if (version.storage === 'token') return deps.hsm.versionPublicKey(version.id);
-  return publicKeyOfPkcs8(await softwareMaterial(deps, version));
+function signWith(deps: ServiceDeps, key: Key, version: KeyVersion, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+  return signUnderVersion(deps, key, version, algorithm, digest);
 }
 
-async function signWith(deps: ServiceDeps, version: KeyVersion, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
-  if (version.storage === 'token') return deps.hsm.signWithVersionKey(version.id, algorithm, digest);
-  return deps.hsm.signWithKeyMaterial(await softwareMaterial(deps, version), algorithm, digest);
-}
-
-async function decryptWith(deps: ServiceDeps, version: KeyVersion, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
-  if (version.storage === 'token') {
-    if (!deps.hsm.supportsAsymmetricDecryption(algorithm)) {
-      throw unsupportedOperation(`This HSM cannot decrypt ${algorithm} natively, and strict mode (KMS_IMPORT_STRICT) refuses the host OAEP decoding.`);
-    }
-    return deps.hsm.decryptWithVersionKeyPair(version.id, algorithm, ciphertext);
-  }
-  return decryptWithPkcs8(await softwareMaterial(deps, version), algorithm, ciphertext);
+function decryptWith(deps: ServiceDeps, key: Key, version: KeyVersion, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+  return decryptUnderVersion(deps, key, version, algorithm, ciphertext);
 }

@@ -6,10 +6,16 @@ import type { SoftwareCipher } from '../hsm/software.js';
 import type { AccessRole } from '../store/access-keys.js';
 import type { Db } from '../store/db.js';
 import type { JobsPort } from './jobs-port.js';
+import type { PendingNonce } from './nonces.js';
+import type { RateWindows } from './rate-windows.js';
+import type { EncryptionCounter } from './version-usage.js';
+import type { Repositories } from './repositories.js';
 
 /** What every use case is built on; wired once by the composition root (src/kms.ts). */
 export interface ServiceDeps {
   db: Db;
+  /** Reads outside transactions (the hot path), cached: see services/repositories.ts. */
+  repositories: Repositories;
   hsm: Hsm;
   software: SoftwareCipher;
   clock: Clock;
@@ -17,6 +23,10 @@ export interface ServiceDeps {
   logger: Logger;
   /** Scheduling of delayed work (expiry, rotation, deletion, pool refill). */
   jobs: JobsPort;
+  /** Per-second rate windows shared by every process (instance QPS specs, account limits). */
+  rates: RateWindows;
+  /** Usage per key version: AES-GCM encryptions counted in memory, flushed in batches. */
+  encryptions: EncryptionCounter;
 }
 
 /** Who is calling: the verified access key (or the system itself, for jobs and the CLI). */
@@ -26,6 +36,14 @@ export interface Caller {
   /** Instances a key-user may use; null means every instance. */
   instanceIds: string[] | null;
   requestId?: string | undefined;
+  /** The client's address as the edge saw it (audit). */
+  sourceIp?: string | undefined;
+  /**
+   * A crypto request's SignatureNonce while it is not yet claimed: the first crypto admission
+   * claims it in the same Redis round trip (services/throttling.ts); the edge claims it
+   * otherwise. Absent for the system and the CLI.
+   */
+  nonce?: PendingNonce | undefined;
 }
 
 export const systemCaller: Caller = { accessKeyId: 'system', role: 'admin', instanceIds: null };

@@ -1,13 +1,12 @@
 import { decodeCiphertextBlob, encodeCiphertextBlob, encryptionContextAad, parseEncryptionContext } from '../domain/ciphertext.js';
 import { dryRunSucceeded } from '../domain/dry-run.js';
 import { KmsError, internalFailure, invalidParameter, keyNotFound } from '../domain/errors.js';
-import { assertAllowed, assertUsageAllows } from '../domain/key.js';
 import type { AesGcmSealed } from '../hsm/hsm.js';
-import { getKey } from '../store/keys.js';
-import { getVersion } from '../store/versions.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { authorizeKey, loadKey } from './key-lookup.js';
+import { authorizeKey, findKey } from './key-lookup.js';
+import { admitKeyUse } from './throttling.js';
+import { openUnderVersion, sealUnderVersion, softwareMaterial } from './version-material.js';
 
 /** alibaba-api.md §3.4: Plaintext ≤ 6 KB. */
 export const MAX_PLAINTEXT_BYTES = 6 * 1024;
@@ -33,12 +32,11 @@ export async function encrypt(
     throw invalidParameter('Plaintext', `It must be 1 to ${MAX_PLAINTEXT_BYTES} bytes.`);
   }
   const aad = encryptionContextAad(parseEncryptionContext(input.encryptionContext));
-  const key = await loadKey(deps, deps.db, input.keyId, caller);
+  const key = await findKey(deps, input.keyId, caller);
   // The usage table (domain/key.ts): only symmetric ENCRYPT/DECRYPT keys encrypt with AES-GCM.
-  assertUsageAllows('Encrypt', key);
-  assertAllowed('Encrypt', key.state);
+  await admitKeyUse(deps, key, 'Encrypt', caller);
   if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
-  const version = await getVersion(deps.db, key.primaryVersionId);
+  const version = await deps.repositories.versions.byId(key.primaryVersionId);
   if (!version) throw internalFailure('The primary version of the key is missing.');
   if (input.dryRun) throw dryRunSucceeded();
   const sealed = await sealWith(deps, version, plaintext, aad);
@@ -67,13 +65,12 @@ export async function decrypt(
 ): Promise<DecryptResult> {
   const blob = decodeCiphertextBlob(input.ciphertextBlob);
   const aad = encryptionContextAad(parseEncryptionContext(input.encryptionContext));
-  const version = await getVersion(deps.db, blob.keyVersionId);
+  const version = await deps.repositories.versions.byId(blob.keyVersionId);
   if (!version) throw keyNotFound();
-  const key = await getKey(deps.db, version.keyId);
+  const key = await deps.repositories.keys.byId(version.keyId);
   if (!key) throw keyNotFound();
   authorizeKey(caller, key);
-  assertUsageAllows('Decrypt', key);
-  assertAllowed('Decrypt', key.state);
+  await admitKeyUse(deps, key, 'Decrypt', caller);
   if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
   const plaintext = await openWith(deps, version, blob, aad);
   if (input.dryRun) {
@@ -83,23 +80,16 @@ export async function decrypt(
   return { keyId: key.id, keyVersionId: version.id, plaintext: plaintext.toString('utf8') };
 }
 
-/** Tier dispatch: token versions encrypt inside the HSM; sealed versions in node:crypto. */
+/** Storage dispatch (services/version-material.ts): token and wrapped versions encrypt inside the HSM; sealed versions in node:crypto. */
 export async function sealWith(deps: ServiceDeps, version: KeyVersion, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
-  if (version.storage === 'token') return deps.hsm.encryptWithVersionKey(version.id, plaintext, aad);
-  const material = await softwareMaterial(deps, version);
-  return deps.software.encrypt(material, plaintext, aad);
+  const sealed = await sealUnderVersion(deps, version, plaintext, aad);
+  // Every seal draws a random IV under this version: its usage against the 2^32 bound (domain/version-usage.ts).
+  deps.encryptions.countEncryption(version.id);
+  return sealed;
 }
 
-export async function openWith(deps: ServiceDeps, version: KeyVersion, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
-  if (version.storage === 'token') return deps.hsm.decryptWithVersionKey(version.id, sealed, aad);
-  const material = await softwareMaterial(deps, version);
-  return deps.software.decrypt(material, sealed, aad);
+export function openWith(deps: ServiceDeps, version: KeyVersion, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
+  return openUnderVersion(deps, version, sealed, aad);
 }
 
-/** A sealed version's material, unsealed from the root key into the SOFTWARE cache (zeroed on eviction). */
-export function softwareMaterial(deps: ServiceDeps, version: KeyVersion): Promise<Buffer> {
-  return deps.software.material(version.id, async () => {
-    if (!version.sealedMaterial) throw internalFailure('The sealed material of this version is missing.');
-    return deps.hsm.unsealWithRootKey(version.sealedMaterial, Buffer.from(version.id));
-  });
-}
+export { softwareMaterial };

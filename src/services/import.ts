@@ -61,9 +61,12 @@ export interface ImportOutcome {
 /**
  * ImportKeyMaterial (seed 000, step 4). The material is unwrapped inside the HSM with the
  * private half of the token's wrapping pair:
- * - HSM tier: straight into a sensitive, non-extractable token object whose CKA_ID is the
+ * - HSM tier, HsmInternal: straight into a sensitive, non-extractable token object whose CKA_ID is the
  *   version id (if that object already exists, as in a re-import while Enabled, only a
  *   transient object is made, to fingerprint the candidate, and the existing one is kept);
+ * - HSM tier, HsmEncryptedDatabase: into a transient session object that only the trusted
+ *   master key may wrap, fingerprinted in the HSM, wrapped under the master (AES-KWP) and
+ *   stored in the version row;
  * - SOFTWARE tier and default keys: unwrapped in the HSM, returned once to be sealed under
  *   the root key, then zeroed.
  * The key is bound forever to its first material: later imports must carry the same
@@ -138,6 +141,8 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
           await updateVersionMaterial(tx, version.id, {
             hasMaterial: true,
             ...(sealedMaterial && !version.hasMaterial ? { sealedMaterial } : {}),
+            // HsmEncryptedDatabase: the material wrapped under the HSM master key, in the row.
+            ...(unwrapped.wrapped && !version.hasMaterial ? { wrappedMaterial: unwrapped.wrapped } : {}),
             materialFingerprint: version.materialFingerprint ?? unwrapped.fingerprint,
             materialExpireAt,
           });
@@ -155,8 +160,10 @@ export async function importKeyMaterial(deps: ServiceDeps, input: ImportKeyMater
       await recordAudit(tx, {
         requestId: caller.requestId,
         accessKeyId: caller.accessKeyId,
+        sourceIp: caller.sourceIp,
         action: 'ImportKeyMaterial',
         keyId: key.id,
+        keyVersionId: version.id,
         detail: {
           outcome: 'imported',
           importType,
@@ -271,6 +278,7 @@ async function insertNewMaterialVersion(
     state: 'PendingRotation',
     storage: 'sealed',
     sealedMaterial: await deps.hsm.sealWithRootKey(unwrapped.material, Buffer.from(id)),
+    wrappedMaterial: null,
     hasMaterial: true,
     materialFingerprint: unwrapped.fingerprint,
     materialExpireAt,
@@ -286,6 +294,7 @@ function unwrapTarget(version: KeyVersion): ImportUnwrapRequest['target'] {
   if (version.storage === 'sealed') return { kind: 'host' };
   // Material already there (re-import while Enabled or Disabled): only fingerprint the candidate.
   if (version.hasMaterial) return { kind: 'fingerprint-only' };
+  if (version.storage === 'wrapped') return { kind: 'wrapped', versionId: version.id };
   return version.storage === 'token' ? { kind: 'token', versionId: version.id } : { kind: 'host' };
 }
 
@@ -303,8 +312,10 @@ async function auditRefusal(deps: ServiceDeps, caller: Caller, attempt: AttemptT
   await recordAudit(deps.db, {
     requestId: caller.requestId,
     accessKeyId: caller.accessKeyId,
+    sourceIp: caller.sourceIp,
     action: 'ImportKeyMaterial',
     keyId: attempt.keyId,
+    resultCode: error.code,
     detail: { outcome: 'refused', code: error.code, reason, ...(attempt.path ? { path: attempt.path } : {}) },
   }).catch(() => undefined);
 }

@@ -32,6 +32,7 @@ import { getKey } from '../store/keys.js';
 import { deleteKeyWithVersions } from '../store/quota.js';
 import { listVersions } from '../store/versions.js';
 import { type ServiceDeps, systemCaller } from './context.js';
+import { releaseVersionMaterial } from './version-material.js';
 
 export type { KeyDeletionOutcome };
 
@@ -52,9 +53,8 @@ export async function deleteKeyIfDue(deps: ServiceDeps, keyId: string, expectedD
       const wrappingKeyIds = await listWrappingKeyIdsOfKey(tx, key.id);
 
       // Step 2: the HSM objects, while the rows that name them still exist.
-      for (const version of versions) {
-        if (version.storage === 'token') await deps.hsm.destroyVersionKey(version.id);
-      }
+      // Token objects destroyed; unwrapped/unsealed copies dropped (wrapped blobs go with the rows).
+      for (const version of versions) await releaseVersionMaterial(deps, version);
       for (const wrappingKeyId of wrappingKeyIds) await deps.hsm.destroyWrappingKeyPair(wrappingKeyId);
 
       // Step 3: the rows, in this transaction (import tokens cascade from their pairs).
@@ -72,6 +72,9 @@ export async function deleteKeyIfDue(deps: ServiceDeps, keyId: string, expectedD
     { rerunOnConflict: false },
   );
   // SOFTWARE tier: this process's cached material of the deleted versions goes too.
-  for (const versionId of result.versionIds) deps.software.forget(versionId);
+  for (const versionId of result.versionIds) {
+    deps.software.forget(versionId);
+    deps.hsm.forgetWrappedKey(versionId);
+  }
   return result.outcome;
 }

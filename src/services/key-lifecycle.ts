@@ -64,6 +64,7 @@ async function transition(deps: ServiceDeps, reference: string, caller: Caller, 
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
+      sourceIp: caller.sourceIp,
       action: t.action,
       keyId: key.id,
       detail: { from: key.state, to: next, ...t.audit },

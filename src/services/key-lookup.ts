@@ -6,6 +6,7 @@ import type { Queryable } from '../store/db.js';
 import { getKey } from '../store/keys.js';
 import type { Key } from '../domain/key.js';
 import type { Caller, ServiceDeps } from './context.js';
+import type { Alias } from '../store/aliases.js';
 import { visibleInstanceIds } from './permissions.js';
 
 /**
@@ -13,13 +14,21 @@ import { visibleInstanceIds } from './permissions.js';
  * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404); InvalidParameter for a bad ARN.
  */
 export async function resolveKeyId(deps: Pick<ServiceDeps, 'config'>, db: Queryable, reference: string): Promise<string> {
+  return resolveWith(deps, reference, (name) => getAlias(db, name));
+}
+
+async function resolveWith(
+  deps: Pick<ServiceDeps, 'config'>,
+  reference: string,
+  aliasNamed: (name: string) => Promise<Alias | undefined>,
+): Promise<string> {
   const ref = parseKeyReference(reference);
   // An ARN names a region and account: one of another account is simply not found here.
   if (ref.arn && (ref.arn.region !== deps.config.region || ref.arn.account !== deps.config.accountId)) {
     throw ref.kind === 'alias' ? aliasNotFound() : keyNotFound();
   }
   if (ref.kind === 'id') return ref.keyId;
-  const alias = await getAlias(db, ref.aliasName);
+  const alias = await aliasNamed(ref.aliasName);
   if (!alias) throw aliasNotFound();
   return alias.keyId;
 }
@@ -41,6 +50,19 @@ export async function loadKey(
   const notFound = isAliasReference(reference) ? aliasNotFound : keyNotFound;
   const keyId = await resolveKeyId(deps, db, reference);
   const key = await getKey(db, keyId, options);
+  if (!key || !isKeyVisible(caller, key)) throw notFound();
+  return key;
+}
+
+/**
+ * `loadKey` for reads outside a transaction (every crypto action): through the repositories,
+ * so a steady-state request is answered from the cache without a Postgres query.
+ * @throws as loadKey
+ */
+export async function findKey(deps: Pick<ServiceDeps, 'config' | 'repositories'>, reference: string, caller: Caller): Promise<Key> {
+  const notFound = isAliasReference(reference) ? aliasNotFound : keyNotFound;
+  const keyId = await resolveWith(deps, reference, (name) => deps.repositories.aliases.byName(name));
+  const key = await deps.repositories.keys.byId(keyId);
   if (!key || !isKeyVisible(caller, key)) throw notFound();
   return key;
 }

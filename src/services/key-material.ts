@@ -10,6 +10,7 @@ import type { KeyVersion } from '../domain/key-version.js';
 import { type Caller, type ServiceDeps, systemCaller } from './context.js';
 import { assertAdmin } from './permissions.js';
 import { loadKey } from './key-lookup.js';
+import { releaseVersionMaterial } from './version-material.js';
 
 /**
  * Deleting imported material (seed 000, FAQ): by hand with DeleteKeyMaterial, or by KMS at
@@ -27,15 +28,15 @@ import { loadKey } from './key-lookup.js';
  */
 export async function deleteKeyMaterial(deps: ServiceDeps, input: { keyId: string }, caller: Caller): Promise<Key> {
   assertAdmin(caller);
-  const { key, erased } = await withTransaction(deps.db, async (tx) => {
+  const { key, versions, erased } = await withTransaction(deps.db, async (tx) => {
     const current = await loadKey(deps, tx, input.keyId, caller, { forUpdate: true });
     assertImportAction('DeleteKeyMaterial', current);
     const state = stateAfter('DeleteKeyMaterial', { state: current.state, hasMaterial: true });
     const key = (await updateKey(tx, current.id, { state })) ?? current;
     const { items: versions } = await listVersions(tx, key.id);
-    return { key, erased: await removeKeyMaterial(deps, tx, key, versions, 'DeleteKeyMaterial', caller) };
-    // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial).
-  }, { rerunOnConflict: false });
+    return { key, versions, erased: await removeKeyMaterial(tx, key, versions, 'DeleteKeyMaterial', caller) };
+  });
+  await releaseAfterCommit(deps, key.id, versions);
   forgetCached(deps, erased);
   return key;
 }
@@ -74,27 +75,28 @@ export async function expireKeyMaterial(
       version.id === current.primaryVersionId
         ? ((await updateKey(tx, keyId, { state: stateAfter('ExpireKeyMaterial', { state: current.state, hasMaterial: true }) })) ?? current)
         : current;
-    const erased = await removeKeyMaterial(deps, tx, key, [version], 'ExpireKeyMaterial', systemCaller, {
+    const erased = await removeKeyMaterial(tx, key, [version], 'ExpireKeyMaterial', systemCaller, {
       materialExpireTime: expectedExpireAt.toISOString(),
     });
-    return { outcome: 'expired' as const, erased };
-    // Not re-run on a conflict: token objects are destroyed inside (removeKeyMaterial); the job retries.
-  }, { rerunOnConflict: false });
-  if (result.outcome === 'expired') forgetCached(deps, result.erased);
+    return { outcome: 'expired' as const, version, erased };
+  });
+  if (result.outcome === 'expired') {
+    await releaseAfterCommit(deps, keyId, [result.version]);
+    forgetCached(deps, result.erased);
+  }
   return result.outcome;
 }
 
 /**
  * The one way material goes away, in the caller's transaction (which holds the key's row
  * lock and has already moved its state): the given versions lose their material and its
- * expiry (the fingerprint stays: seed 000's binding), sealed blobs are erased, and token
- * objects are destroyed last, just before the commit, so a failing HSM rolls everything
- * back. Token versions without material are swept too: an object left by an import that
- * crashed before its commit must not survive a deletion.
- * Returns the ids of the versions whose material was removed.
+ * expiry (the fingerprint stays: seed 000's binding), and sealed and wrapped blobs are erased
+ * with the rows. Token objects are destroyed after the commit (releaseAfterCommit), never
+ * before it: a process killed between a destroy and its commit left the key Enabled with its
+ * material gone for good (found by a multi-process probe). Returns the ids of the versions
+ * whose material was removed.
  */
 async function removeKeyMaterial(
-  deps: ServiceDeps,
   tx: Queryable,
   key: Key,
   versions: readonly KeyVersion[],
@@ -102,26 +104,62 @@ async function removeKeyMaterial(
   caller: Caller,
   extra: Record<string, unknown> = {},
 ): Promise<string[]> {
-  const erased = versions.filter((v) => v.hasMaterial || v.sealedMaterial !== null).map((v) => v.id);
+  const erased = versions.filter((v) => v.hasMaterial || v.sealedMaterial !== null || v.wrappedMaterial !== null).map((v) => v.id);
   for (const v of versions) {
-    if (v.hasMaterial || v.sealedMaterial !== null || v.materialExpireAt !== null) {
-      await updateVersionMaterial(tx, v.id, { hasMaterial: false, sealedMaterial: null, materialExpireAt: null });
+    if (v.hasMaterial || v.sealedMaterial !== null || v.wrappedMaterial !== null || v.materialExpireAt !== null) {
+      // Sealed and wrapped blobs go with the update: nothing of the material is left in Postgres.
+      await updateVersionMaterial(tx, v.id, { hasMaterial: false, sealedMaterial: null, wrappedMaterial: null, materialExpireAt: null });
     }
   }
   await recordAudit(tx, {
     requestId: caller.requestId,
     accessKeyId: caller.accessKeyId,
+    sourceIp: caller.sourceIp,
     action: event,
     keyId: key.id,
     detail: { versionIds: erased, state: key.state, ...extra },
   });
-  for (const version of versions) {
-    if (version.storage === 'token') await deps.hsm.destroyVersionKey(version.id);
-  }
   return erased;
 }
 
-/** SOFTWARE tier: drop (and zero) the cached material of the versions just erased. */
+/**
+ * After the commit that removed the versions' material: their token objects are destroyed (token
+ * versions without material too: an object left by an import that crashed before its commit
+ * must not survive a deletion), and this process's unwrapped or unsealed copies dropped
+ * (version-material.ts). This runs in a second transaction holding the key's row lock, as an
+ * import does while it replaces a version's object: a re-import that committed in between has
+ * given its version material again, and its new object is left alone. A destroy that fails — or
+ * never runs, the process killed first — leaves an object no committed version names, which
+ * the reconciler destroys (README, Operations); no call can use it meanwhile, since no version
+ * has material there.
+ */
+async function releaseAfterCommit(deps: ServiceDeps, keyId: string, versions: readonly KeyVersion[]): Promise<void> {
+  try {
+    await withTransaction(
+      deps.db,
+      async (tx) => {
+        if (!(await getKey(tx, keyId, { forUpdate: true }))) return;
+        for (const version of versions) {
+          if ((await getVersion(tx, version.id))?.hasMaterial) continue;
+          await releaseVersionMaterial(deps, version);
+        }
+      },
+      // Not re-run on a conflict: it destroys token objects (the reconciler finishes the job).
+      { rerunOnConflict: false },
+    );
+  } catch (error) {
+    deps.logger.warn({ keyId, err: error }, 'material deleted; its token objects are left for the reconciler');
+  }
+}
+
+/**
+ * After the commit: drop (and zero) the SOFTWARE cache's material and destroy the unwrapped
+ * HsmEncryptedDatabase session objects of the versions just erased (a request racing the
+ * deletion may have cached them again).
+ */
 function forgetCached(deps: ServiceDeps, versionIds: string[]): void {
-  for (const id of versionIds) deps.software.forget(id);
+  for (const id of versionIds) {
+    deps.software.forget(id);
+    deps.hsm.forgetWrappedKey(id);
+  }
 }

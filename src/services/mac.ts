@@ -5,22 +5,21 @@
  * algorithm is the one its spec fixes (domain/mac.ts). The MAC is computed with the key's
  * primary version — its only one, since MAC keys never rotate (the who-may-rotate table).
  *
- * Tier dispatch: a `token` version's generic-secret key is in the HSM (C_Sign with
- * CKM_SHA*_HMAC); a `sealed` version's material is unsealed from the root key into the
+ * Storage dispatch (version-material.ts): a `token` version's generic-secret key is in the
+ * HSM (C_Sign with CKM_SHA*_HMAC), a `wrapped` one is unwrapped into the HSM first; a `sealed` version's material is unsealed from the root key into the
  * SOFTWARE cache and used with node:crypto. VerifyMac recomputes the MAC the same way and
  * compares in constant time. Neither the message nor the MAC is ever logged.
  */
 import { timingSafeEqual } from 'node:crypto';
 import { dryRunSucceeded } from '../domain/dry-run.js';
 import { internalFailure } from '../domain/errors.js';
-import { type Key, assertAllowed, assertUsageAllows, keyShape } from '../domain/key.js';
+import { type Key, keyShape } from '../domain/key.js';
 import { type MacAlgorithm, assertMacAlgorithm, decodeMac, decodeMacMessage } from '../domain/mac.js';
-import { hmacWithMaterial } from '../hsm/software-mac.js';
-import { getVersion } from '../store/versions.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { softwareMaterial } from './crypto.js';
-import { loadKey } from './key-lookup.js';
+import { macUnderVersion } from './version-material.js';
+import { findKey } from './key-lookup.js';
+import { admitKeyUse } from './throttling.js';
 
 export interface MacInput {
   /** `KeyId`: an id, alias or ARN. */
@@ -69,19 +68,16 @@ async function prepare(
   action: 'GenerateMac' | 'VerifyMac',
   caller: Caller,
 ): Promise<{ key: Key; version: KeyVersion; algorithm: MacAlgorithm; message: Buffer }> {
-  const key = await loadKey(deps, deps.db, input.keyId, caller);
-  assertUsageAllows(action, key);
+  const key = await findKey(deps, input.keyId, caller);
   // Our choice (§5.1 captures no MAC rows): only Enabled keys MAC, as for every crypto action.
-  assertAllowed(action, key.state);
+  await admitKeyUse(deps, key, action, caller);
   const algorithm = assertMacAlgorithm(keyShape(key.keySpec), key.keySpec, input.algorithm);
   const message = decodeMacMessage(input.message);
-  const version = await getVersion(deps.db, key.primaryVersionId);
+  const version = await deps.repositories.versions.byId(key.primaryVersionId);
   if (!version || !version.hasMaterial) throw internalFailure('The MAC key has no usable version.');
   return { key, version, algorithm, message };
 }
 
-async function macWith(deps: ServiceDeps, version: KeyVersion, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
-  if (version.storage === 'token') return deps.hsm.macWithVersionKey(version.id, algorithm, message);
-  const material = await softwareMaterial(deps, version);
-  return hmacWithMaterial(material, algorithm, message);
+function macWith(deps: ServiceDeps, version: KeyVersion, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
+  return macUnderVersion(deps, version, algorithm, message);
 }

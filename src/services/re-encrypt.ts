@@ -47,8 +47,8 @@ export async function reEncrypt(deps: ServiceDeps, input: ReEncryptInput, caller
   if (asymmetric && input.sourceEncryptionContext !== undefined) {
     throw invalidParameter('SourceEncryptionContext', 'It applies to symmetric ciphertexts only; an asymmetric one has no context.');
   }
-  const sourceAad = encryptionContextAad(parseEncryptionContext(input.sourceEncryptionContext));
-  const destinationAad = encryptionContextAad(parseEncryptionContext(input.destinationEncryptionContext));
+  const sourceAad = encryptionContextAad(parseEncryptionContext(input.sourceEncryptionContext, 'SourceEncryptionContext'));
+  const destinationAad = encryptionContextAad(parseEncryptionContext(input.destinationEncryptionContext, 'DestinationEncryptionContext'));
   // The destination first: no plaintext is produced for a call that cannot finish.
   const destination = await sealingKey(deps, input.destinationKeyId, 'ReEncrypt', caller);
   const source = asymmetric

@@ -23,7 +23,7 @@ import {
   materialLength,
   rotationRule,
 } from '../domain/key.js';
-import type { KeyVersion } from '../domain/key-version.js';
+import { type KeyVersion, versionStorageOf } from '../domain/key-version.js';
 import { nextRotationDate } from '../domain/rotation.js';
 import { recordAudit } from '../store/audit.js';
 import { type Queryable, withTransaction } from '../store/db.js';
@@ -36,6 +36,8 @@ import { loadKey } from './key-lookup.js';
 import { sealNewMaterial } from './keys.js';
 import { assertAdmin } from './permissions.js';
 import { scheduleNextRotation } from './rotation-schedule.js';
+import { newVersionMaterial } from './version-material.js';
+import { type VersionKeyAhead, commitWithVersionKeyAhead } from './version-key-ahead.js';
 
 export { listKeysDueForRotation } from '../store/keys.js';
 
@@ -79,6 +81,7 @@ export async function updateRotationPolicy(deps: ServiceDeps, reference: string,
     await recordAudit(tx, {
       requestId: caller.requestId,
       accessKeyId: caller.accessKeyId,
+      sourceIp: caller.sourceIp,
       action: 'UpdateRotationPolicy',
       keyId: current.id,
       detail: {
@@ -104,17 +107,29 @@ export async function updateRotationPolicy(deps: ServiceDeps, reference: string,
  */
 export async function createKeyVersion(deps: ServiceDeps, reference: string, caller: Caller): Promise<KeyVersion> {
   assertAdmin(caller);
-  const { key, version } = await withTransaction(
-    deps.db,
-    async (tx) => {
-      const current = await loadKey(deps, tx, reference, caller, { forUpdate: true });
-      const how = manualRotation(current);
-      assertAllowed('CreateKeyVersion', current.state);
-      return rotateLockedKey(deps, tx, current, how, caller, 'CreateKeyVersion');
-    },
-    // Not re-run on a conflict: the attempt creates an HSM object.
-    { rerunOnConflict: false },
-  );
+  // The token object, when the key will get one, is made before the transaction (issue 19).
+  const foreseen = await loadKey(deps, deps.db, reference, caller).catch(() => undefined);
+  if (foreseen) {
+    // Refused as the transaction would refuse it, before any HSM work: a key pending deletion
+    // gets its 409, not a token object made for nothing (and a 503 if the token is busy).
+    manualRotation(foreseen);
+    assertAllowed('CreateKeyVersion', foreseen.state);
+  }
+  const ahead = foreseen && willGenerateTokenVersion(foreseen, () => manualRotation(foreseen) === 'new-version') ? aheadFor(foreseen) : undefined;
+  const { key, version } = await commitWithVersionKeyAhead(deps, ahead, async () => {
+    const rotated = await withTransaction(
+      deps.db,
+      async (tx) => {
+        const current = await loadKey(deps, tx, reference, caller, { forUpdate: true });
+        const how = manualRotation(current);
+        assertAllowed('CreateKeyVersion', current.state);
+        return rotateLockedKey(deps, tx, current, how, caller, 'CreateKeyVersion', ahead);
+      },
+      // Not re-run on a conflict: the attempt may create an HSM object.
+      { rerunOnConflict: false },
+    );
+    return { result: rotated, usedAhead: rotated.version.id === ahead?.versionId };
+  });
   await scheduleNextRotation(deps, key);
   return version;
 }
@@ -138,22 +153,37 @@ export type RotationOutcome = 'rotated' | 'not-due' | 'stale' | 'suspended' | 'r
  */
 export async function rotateKeyIfDue(deps: ServiceDeps, keyId: string, expectedDueAt: Date): Promise<RotationOutcome> {
   let rotated: Key;
+  // The token object, when the key is due for a new one, is made before the transaction (issue 19).
+  const foreseen = await getKey(deps.db, keyId).catch(() => undefined);
+  const ahead =
+    foreseen &&
+    foreseen.state === 'Enabled' &&
+    foreseen.automaticRotation === 'Enabled' &&
+    foreseen.nextRotationDate?.getTime() === expectedDueAt.getTime() &&
+    expectedDueAt.getTime() <= deps.clock.now().getTime() &&
+    willGenerateTokenVersion(foreseen, () => rotationRule(foreseen).automatic !== 'no')
+      ? aheadFor(foreseen)
+      : undefined;
   try {
-    const result = await withTransaction(
-      deps.db,
-      async (tx): Promise<{ outcome: Exclude<RotationOutcome, 'refused'>; key?: Key }> => {
-        const key = await getKey(tx, keyId, { forUpdate: true });
-        if (!key || key.automaticRotation === 'Disabled' || key.nextRotationDate?.getTime() !== expectedDueAt.getTime()) {
-          return { outcome: 'stale' };
-        }
-        if (key.automaticRotation === 'Suspended' || key.state !== 'Enabled') return { outcome: 'suspended' };
-        if (expectedDueAt.getTime() > deps.clock.now().getTime()) return { outcome: 'not-due' };
-        const rule = rotationRule(key);
-        if (rule.automatic === 'no') throw unsupportedOperation(`Automatic rotation is not available for this key. ${rule.why}`);
-        return { outcome: 'rotated', key: (await rotateLockedKey(deps, tx, key, 'new-version', systemCaller, 'AutomaticRotation')).key };
-      },
-      { rerunOnConflict: false },
-    );
+    const result = await commitWithVersionKeyAhead(deps, ahead, async () => {
+      const outcome = await withTransaction(
+        deps.db,
+        async (tx): Promise<{ outcome: Exclude<RotationOutcome, 'refused'>; key?: Key; versionId?: string }> => {
+          const key = await getKey(tx, keyId, { forUpdate: true });
+          if (!key || key.automaticRotation === 'Disabled' || key.nextRotationDate?.getTime() !== expectedDueAt.getTime()) {
+            return { outcome: 'stale' };
+          }
+          if (key.automaticRotation === 'Suspended' || key.state !== 'Enabled') return { outcome: 'suspended' };
+          if (expectedDueAt.getTime() > deps.clock.now().getTime()) return { outcome: 'not-due' };
+          const rule = rotationRule(key);
+          if (rule.automatic === 'no') throw unsupportedOperation(`Automatic rotation is not available for this key. ${rule.why}`);
+          const done = await rotateLockedKey(deps, tx, key, 'new-version', systemCaller, 'AutomaticRotation', ahead);
+          return { outcome: 'rotated', key: done.key, versionId: done.version.id };
+        },
+        { rerunOnConflict: false },
+      );
+      return { result: outcome, usedAhead: ahead !== undefined && outcome.versionId === ahead.versionId };
+    });
     if (result.outcome !== 'rotated' || !result.key) return result.outcome;
     rotated = result.key;
   } catch (error) {
@@ -180,6 +210,7 @@ async function rotateLockedKey(
   how: Exclude<ManualRotationRule, 'no'>,
   caller: Caller,
   trigger: 'CreateKeyVersion' | 'AutomaticRotation',
+  ahead?: VersionKeyAhead,
 ): Promise<{ key: Key; version: KeyVersion }> {
   const now = deps.clock.now();
   let version: KeyVersion;
@@ -187,22 +218,25 @@ async function rotateLockedKey(
   if (how === 'import-new-material') {
     version = await promotePendingVersion(tx, key.id);
   } else {
-    const versionId = newVersionId();
-    const inToken = key.protectionLevel === 'HSM';
-    const sealedMaterial = inToken ? null : await sealNewMaterial(deps, versionId, materialLength(key.keySpec));
+    const storage = versionStorageOf(key);
+    // HsmInternal: the token object made ahead of the transaction (its id is the version's);
+    // HsmEncryptedDatabase and SOFTWARE: material in the row.
+    const versionId = storage === 'token' && ahead ? ahead.versionId : newVersionId();
+    const material = await newVersionMaterial(deps, versionId, storage, versionKeySpec(key), (id) => sealNewMaterial(deps, id, materialLength(key.keySpec)));
     version = await insertVersionWithinQuota(tx, {
       id: versionId,
       keyId: key.id,
       instanceId: key.instanceId,
       state: 'Enabled',
-      storage: inToken ? 'token' : 'sealed',
-      sealedMaterial,
+      storage,
+      ...material,
       hasMaterial: true,
       materialFingerprint: null,
       materialExpireAt: null,
       createdAt: now,
     });
-    generateInToken = inToken;
+    // A backstop for a token key not foreseen ahead: made last before the commit.
+    generateInToken = storage === 'token' && ahead?.versionId !== versionId;
   }
   const interval = key.automaticRotation === 'Disabled' ? null : key.rotationIntervalSeconds;
   const updated = await updateKeyRotation(
@@ -215,8 +249,10 @@ async function rotateLockedKey(
   await recordAudit(tx, {
     requestId: caller.requestId,
     accessKeyId: caller.accessKeyId,
+    sourceIp: caller.sourceIp,
     action: trigger,
     keyId: key.id,
+    keyVersionId: version.id,
     detail: {
       outcome: 'rotated',
       versionId: version.id,
@@ -231,6 +267,18 @@ async function rotateLockedKey(
   if (generateInToken) await deps.hsm.generateVersionKey(version.id, versionKeySpec(key));
   return { key: updated, version };
 }
+
+/** Whether a rotation of `key` (as read before its transaction) makes a new token object. */
+function willGenerateTokenVersion(key: Key, makesNewVersion: () => boolean): boolean {
+  if (versionStorageOf(key) !== 'token') return false;
+  try {
+    return makesNewVersion();
+  } catch {
+    return false;
+  }
+}
+
+const aheadFor = (key: Key): VersionKeyAhead => ({ versionId: newVersionId(), spec: versionKeySpec(key) });
 
 /**
  * Seed 002, BYOK: "ローテーション保留中" → rotated in. The version keeps its creation date
@@ -269,6 +317,7 @@ async function recordRotationFailure(deps: ServiceDeps, keyId: string, dueAt: Da
       accessKeyId: systemCaller.accessKeyId,
       action: 'AutomaticRotation',
       keyId,
+      resultCode: error.code,
       detail: { outcome: 'refused', code: error.code, dueAt: dueAt.toISOString() },
     });
     return true;

@@ -6,13 +6,12 @@
  */
 import { decodeCiphertextBlob, encodeCiphertextBlob } from '../domain/ciphertext.js';
 import { KmsError, internalFailure, keyNotFound } from '../domain/errors.js';
-import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows } from '../domain/key.js';
-import { getKey } from '../store/keys.js';
-import { getVersion } from '../store/versions.js';
+import { type Key, type KeyAction, type UsageAction } from '../domain/key.js';
 import type { KeyVersion } from '../domain/key-version.js';
 import type { Caller, ServiceDeps } from './context.js';
 import { openWith, sealWith } from './crypto.js';
-import { authorizeKey, loadKey } from './key-lookup.js';
+import { authorizeKey, findKey } from './key-lookup.js';
+import { admitKeyUse } from './throttling.js';
 
 /** A key ready to encrypt: the key and its primary version (seed 002). */
 export interface SealingKey {
@@ -30,12 +29,11 @@ export type SymmetricAction = KeyAction & UsageAction;
  *   not see), Rejected.<State> (409), Rejected.UnsupportedOperation
  */
 export async function sealingKey(deps: ServiceDeps, reference: string, action: SymmetricAction, caller: Caller): Promise<SealingKey> {
-  const key = await loadKey(deps, deps.db, reference, caller);
-  assertAllowed(action, key.state);
+  const key = await findKey(deps, reference, caller);
   // Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions use (the usage table).
-  assertUsageAllows(action, key);
+  await admitKeyUse(deps, key, action, caller);
   if (!key.primaryVersionId) throw internalFailure('The key has no primary version.');
-  const version = await getVersion(deps.db, key.primaryVersionId);
+  const version = await deps.repositories.versions.byId(key.primaryVersionId);
   if (!version) throw internalFailure('The primary version of the key is missing.');
   return { key, version };
 }
@@ -61,14 +59,13 @@ export interface OpenedBlob {
  */
 export async function openBlob(deps: ServiceDeps, blobText: string, aad: Buffer | undefined, action: SymmetricAction, caller: Caller): Promise<OpenedBlob> {
   const blob = decodeCiphertextBlob(blobText);
-  const version = await getVersion(deps.db, blob.keyVersionId);
+  const version = await deps.repositories.versions.byId(blob.keyVersionId);
   if (!version) throw keyNotFound();
-  const key = await getKey(deps.db, version.keyId);
+  const key = await deps.repositories.keys.byId(version.keyId);
   if (!key) throw keyNotFound();
   authorizeKey(caller, key);
-  assertAllowed(action, key.state);
   // Only symmetric ENCRYPT/DECRYPT keys hold AES material these actions use (the usage table).
-  assertUsageAllows(action, key);
+  await admitKeyUse(deps, key, action, caller);
   if (!version.hasMaterial) throw new KmsError('Rejected.PendingImport', 'The key material of this version is not imported.');
   const plaintext = await openWith(deps, version, blob, aad);
   return { key, version, plaintext };

@@ -12,7 +12,7 @@ import { withTransaction } from '../store/db.js';
 import type { Key } from '../domain/key.js';
 import { type KeyTag, deleteAllTags, deleteTags, listTagPairs, listTags, upsertTags } from '../store/tags.js';
 import type { Caller, ServiceDeps } from './context.js';
-import { loadKey, resolveKeyId } from './key-lookup.js';
+import { findKey, loadKey, resolveKeyId } from './key-lookup.js';
 import { assertAdmin, visibleInstanceIds } from './permissions.js';
 
 type Tx = Parameters<Parameters<typeof withTransaction>[1]>[0];
@@ -46,7 +46,7 @@ async function applyTags(tx: Tx, key: Key, tags: readonly Tag[]): Promise<void> 
 
 async function audit(tx: Tx, caller: Caller, action: string, keys: readonly Key[], detail: Record<string, unknown>): Promise<void> {
   for (const key of keys) {
-    await recordAudit(tx, { requestId: caller.requestId, accessKeyId: caller.accessKeyId, action, keyId: key.id, detail });
+    await recordAudit(tx, { requestId: caller.requestId, accessKeyId: caller.accessKeyId, sourceIp: caller.sourceIp, action, keyId: key.id, detail });
   }
 }
 
@@ -92,7 +92,7 @@ export async function untagKeys(
  * @throws Forbidden.KeyNotFound / Forbidden.AliasNotFound (404), Forbidden.NoPermission (403)
  */
 export async function listKeyTags(deps: ServiceDeps, reference: string, caller: Caller): Promise<{ keyId: string; tags: Tag[] }> {
-  const key = await loadKey(deps, deps.db, reference, caller);
+  const key = await findKey(deps, reference, caller);
   assertAllowed('ListResourceTags', key.state);
   return { keyId: key.id, tags: await listTags(deps.db, key.id) };
 }

@@ -1,3 +1,4 @@
+import { recordChanges } from './change-tracking.js';
 import type { Queryable } from './db.js';
 
 export type AccessRole = 'admin' | 'key-user';
@@ -39,6 +40,7 @@ export async function insertAccessKey(db: Queryable, a: Omit<AccessKey, 'created
     `INSERT INTO access_keys (id, sealed_secret, role, instance_ids, description) VALUES ($1,$2,$3,$4,$5) RETURNING *`,
     [a.id, a.sealedSecret, a.role, a.instanceIds, a.description],
   );
+  await recordChanges(db, { kind: 'accessKey', id: a.id });
   return toAccessKey(rows[0]!);
 }
 
@@ -59,5 +61,12 @@ export async function listAccessKeys(db: Queryable): Promise<AccessKey[]> {
 
 export async function setAccessKeyStatus(db: Queryable, id: string, status: 'Enabled' | 'Disabled'): Promise<boolean> {
   const { rowCount } = await db.query('UPDATE access_keys SET status = $2 WHERE id = $1', [id, status]);
+  await recordChanges(db, { kind: 'accessKey', id });
+  return (rowCount ?? 0) > 0;
+}
+
+export async function deleteAccessKey(db: Queryable, id: string): Promise<boolean> {
+  const { rowCount } = await db.query('DELETE FROM access_keys WHERE id = $1', [id]);
+  await recordChanges(db, { kind: 'accessKey', id });
   return (rowCount ?? 0) > 0;
 }

@@ -1,3 +1,4 @@
+import { recordChanges } from './change-tracking.js';
 import type { Queryable } from './db.js';
 
 export interface Alias {
@@ -34,16 +35,19 @@ export async function insertAlias(db: Queryable, name: string, keyId: string): P
     'INSERT INTO aliases (name, key_id) VALUES ($1, $2) ON CONFLICT DO NOTHING',
     [name, keyId],
   );
+  await recordChanges(db, { kind: 'alias', name });
   return (rowCount ?? 0) > 0;
 }
 
 export async function updateAlias(db: Queryable, name: string, keyId: string): Promise<boolean> {
   const { rowCount } = await db.query('UPDATE aliases SET key_id = $2 WHERE lower(name) = lower($1)', [name, keyId]);
+  await recordChanges(db, { kind: 'alias', name });
   return (rowCount ?? 0) > 0;
 }
 
 export async function deleteAlias(db: Queryable, name: string): Promise<boolean> {
   const { rowCount } = await db.query('DELETE FROM aliases WHERE lower(name) = lower($1)', [name]);
+  await recordChanges(db, { kind: 'alias', name });
   return (rowCount ?? 0) > 0;
 }
 

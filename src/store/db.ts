@@ -1,5 +1,8 @@
 import pg from 'pg';
 import { KmsError, unavailable } from '../domain/errors.js';
+import { closeCommitHooks, openCommitHooks, runCommitHooks } from './commit-hooks.js';
+import { faultPoint } from '../fault-points.js';
+import { beginTrackedTransaction, deliverChanges, discardTrackedTransaction, journalTrackedChanges, takeTrackedChanges, trackPoolClients } from './change-tracking.js';
 
 export type Db = pg.Pool;
 export type Queryable = pg.Pool | pg.PoolClient;
@@ -24,8 +27,22 @@ export function createDb(connectionString: string, max = 10, options: Omit<DbOpt
   });
   // An idle client losing its server must not crash the process; the next query reconnects.
   pool.on('error', () => undefined);
+  // A checked-out client has no listener of pg-pool's (issue 19): one whose server goes away
+  // between two queries of a transaction (say, while the use case waits for the HSM) emits
+  // 'error' with nobody listening, and Node ends the process. Every client keeps this one for
+  // its whole life; withTransaction releases a client that lost its connection with the error,
+  // so the pool destroys it instead of handing it out again.
+  pool.on('connect', (client) => {
+    client.on('error', (error: Error) => {
+      if (!connectionLosses.has(client)) connectionLosses.set(client, error);
+    });
+  });
+  trackPoolClients(pool);
   return pool;
 }
+
+/** The error with which a pool client lost its connection, if it did. */
+const connectionLosses = new WeakMap<pg.PoolClient, Error>();
 
 /**
  * A pg client whose queries turn data exceptions (SQLSTATE class 22: a NUL byte, invalid
@@ -89,31 +106,69 @@ export async function withTransaction<T>(
       client = await db.connect();
     } catch (error) {
       // Nothing was sent yet: whatever failed (refused, timed out, pool full, auth), the store
-      // is not reachable for this request.
-      throw error instanceof KmsError ? error : unreachable();
+      // is not reachable for this request, and nothing of it committed.
+      const refusal = error instanceof KmsError ? error : unreachable();
+      rolledBack.add(refusal);
+      throw refusal;
     }
     let broken: Error | undefined;
+    let commitSent = false;
+    let committed!: { result: T; changes: ReturnType<typeof takeTrackedChanges> };
     try {
       await client.query('BEGIN');
+      beginTrackedTransaction(client);
+      openCommitHooks(client);
       const result = await fn(client);
+      // The audit trail appends the transaction's events last (store/commit-hooks.ts).
+      await runCommitHooks(client);
+      await journalTrackedChanges(client);
+      commitSent = true;
       await client.query('COMMIT');
-      return result;
+      committed = { result, changes: takeTrackedChanges(client) };
     } catch (error) {
+      discardTrackedTransaction(client);
       await client.query('ROLLBACK').catch((rollbackError: unknown) => {
         // A connection that cannot even roll back goes, rather than back into the pool.
         broken = rollbackError instanceof Error ? rollbackError : new Error('rollback failed');
       });
       if (isConflict(error) && attempt < attempts) continue;
-      throw translatePgError(error);
+      const translated = translatePgError(error);
+      // Failed before COMMIT went out: nothing of it can have committed. (A COMMIT whose answer
+      // was lost may have; only a later read can tell.)
+      if (!commitSent && typeof translated === 'object' && translated !== null) rolledBack.add(translated);
+      throw translated;
     } finally {
-      client.release(broken);
+      closeCommitHooks(client);
+      client.release(broken ?? connectionLosses.get(client));
     }
+    // KMS_FAULT_POINTS (tests only): committed, and the other nodes not told yet.
+    faultPoint('before-publish');
+    // Caches drop what the transaction changed before the use case answers, with the
+    // connection already back in the pool (change-tracking.ts).
+    await deliverChanges(db, committed.changes);
+    return committed.result;
   }
 }
 
-/** SQLSTATE of a pg error, if it is one. */
+const rolledBack = new WeakSet<object>();
+
+/**
+ * Whether `error`, thrown by withTransaction, failed the transaction before its COMMIT was
+ * sent, so that nothing of it committed. False for a COMMIT whose answer was lost (the
+ * connection died): it may have committed. Use cases that made an HSM object ahead of the
+ * transaction destroy it only when this is true, and leave the rest to the reconciler.
+ */
+export function certainlyRolledBack(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && rolledBack.has(error);
+}
+
+/**
+ * SQLSTATE of a pg error, if it is one. A Node system error is not, even where its code has a
+ * SQLSTATE's shape: `EPIPE` (a write to a socket the server closed) is five capitals, and was
+ * once taken for an unknown SQLSTATE and answered 500 during a store outage.
+ */
 export function sqlState(error: unknown): string | undefined {
-  if (typeof error === 'object' && error !== null && 'code' in error) {
+  if (typeof error === 'object' && error !== null && 'code' in error && !('syscall' in error)) {
     const code = (error as { code: unknown }).code;
     if (typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code)) return code;
   }
@@ -139,7 +194,20 @@ function isUnavailableState(state: string): boolean {
 }
 
 /** Socket errors (Node's `code`) of a connection to the store. */
-const SOCKET_ERROR_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+const SOCKET_ERROR_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ETIMEDOUT',
+  'EPIPE',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  // Node's stream errors for a write to a socket already closed or ended.
+  'ERR_STREAM_DESTROYED',
+  'ERR_STREAM_WRITE_AFTER_END',
+  'ERR_SOCKET_CLOSED',
+]);
 
 /**
  * The one place that matches message text: pg and pg-pool raise these as plain `Error`s with
@@ -187,6 +255,7 @@ function isConnectionLoss(error: unknown): boolean {
  */
 export function translatePgError(error: unknown): unknown {
   if (error instanceof KmsError) return error;
+  if (isConnectionLoss(error)) return unreachable();
   const state = sqlState(error);
   if (state !== undefined) {
     if (isUnavailableState(state)) return unreachable();
@@ -197,8 +266,6 @@ export function translatePgError(error: unknown): unknown {
       return new KmsError('Rejected.StateModifiedFailed', 'The request conflicted with a concurrent change of the same resource; retry it.');
     }
     if (state.startsWith('22')) return invalidStoredValue();
-    return error;
   }
-  if (isConnectionLoss(error)) return unreachable();
   return error;
 }

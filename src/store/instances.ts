@@ -1,4 +1,5 @@
 import type { Instance, InstanceType } from '../domain/instance.js';
+import { recordChanges } from './change-tracking.js';
 import type { Queryable } from './db.js';
 
 export type { Instance, InstanceType };
@@ -30,6 +31,7 @@ export async function insertInstance(db: Queryable, i: Omit<Instance, 'createdAt
     `INSERT INTO instances (id, name, type, key_quota, qps, key_storage) VALUES ($1,$2,$3,$4,$5,$6) RETURNING *`,
     [i.id, i.name, i.type, i.keyQuota, i.qps, i.keyStorage],
   );
+  await recordChanges(db, { kind: 'instance', id: i.id });
   return toInstance(rows[0]!);
 }
 
@@ -77,11 +79,28 @@ export async function updateInstanceLimits(
     `UPDATE instances SET key_quota = COALESCE($2, key_quota), qps = COALESCE($3, qps) WHERE id = $1 RETURNING *`,
     [id, limits.keyQuota ?? null, limits.qps ?? null],
   );
+  await recordChanges(tx, { kind: 'instance', id });
   return rows[0] ? toInstance(rows[0]) : undefined;
 }
 
-/** Key quota units used: the instance's versions (seed 002), the one number every quota check reads. */
-export async function countVersions(db: Queryable, instanceId: string): Promise<number> {
-  const { rows } = await db.query<{ n: string }>('SELECT count(*) AS n FROM key_versions WHERE instance_id = $1', [instanceId]);
-  return Number(rows[0]?.n ?? 0);
+/**
+ * Key quota units used: the instance's versions (seed 002), the one number every quota check
+ * reads — the counter store/quota.ts keeps with the versions (migration 010), not a count.
+ */
+export async function getVersionsUsed(db: Queryable, instanceId: string): Promise<number> {
+  const { rows } = await db.query<{ versions_used: number }>('SELECT versions_used FROM instances WHERE id = $1', [instanceId]);
+  return rows[0]?.versions_used ?? 0;
+}
+
+/** One instance with its key quota use: what `kms quota`, the metrics and the dashboard show. */
+export interface InstanceUsage {
+  instance: Instance;
+  /** Key versions held (every version consumes one unit of the key quota). */
+  versionsUsed: number;
+}
+
+/** Every instance with its key quota use (the counter: one read, whatever the number of versions). */
+export async function listInstanceUsage(db: Queryable): Promise<InstanceUsage[]> {
+  const { rows } = await db.query<InstanceRow & { versions_used: number }>('SELECT * FROM instances ORDER BY created_at, id');
+  return rows.map((r) => ({ instance: toInstance(r), versionsUsed: r.versions_used }));
 }

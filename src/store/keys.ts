@@ -1,5 +1,8 @@
 import type { Key, KeySpec, KeyState, KeyStorageMechanism, KeyUsage, Origin, ProtectionLevel } from '../domain/key.js';
+import { recordChanges } from './change-tracking.js';
 import type { Queryable } from './db.js';
+import { countNewKey, sumKeysUsed } from './quota.js';
+import { type KeyVersion, type VersionRow, toVersion } from './versions.js';
 
 export type { Key };
 
@@ -93,12 +96,40 @@ export async function insertKey(tx: Queryable, k: NewKey): Promise<Key> {
     `INSERT INTO keys (${columns.join(', ')}) VALUES (${columns.map((_, i) => `$${i + 1}`).join(', ')}) RETURNING ${KEY_COLUMNS}`,
     values,
   );
+  await recordChanges(tx, { kind: 'key', id: k.id });
+  await countNewKey(tx, k.instanceId);
   return toKey(rows[0]!);
 }
 
 export async function getKey(db: Queryable, id: string, options: { forUpdate?: boolean } = {}): Promise<Key | undefined> {
   const { rows } = await db.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM keys WHERE id = $1${options.forUpdate ? ' FOR UPDATE OF keys' : ''}`, [id]);
   return rows[0] ? toKey(rows[0]) : undefined;
+}
+
+/** A version row's columns, each prefixed `pv_` (the primary version in getKeyWithPrimaryVersion). */
+const PRIMARY_VERSION_COLUMNS = [
+  'id', 'key_id', 'instance_id', 'ordinal', 'state', 'storage', 'sealed_material', 'wrapped_material',
+  'public_key', 'has_material', 'material_fingerprint', 'material_expire_at', 'created_at',
+] as const satisfies ReadonlyArray<keyof VersionRow>;
+
+/**
+ * Keys with their primary versions, in one query (one round trip for a crypto action's first
+ * use of a key instead of two, and one for all the keys asked for together: key-batch-reads.ts):
+ * what the metadata caches load a key with. Ids with no key are absent from the map.
+ */
+export async function getKeysWithPrimaryVersion(db: Queryable, ids: readonly string[]): Promise<Map<string, { key: Key; primaryVersion: KeyVersion | undefined }>> {
+  const { rows } = await db.query<KeyRow & Record<`pv_${keyof VersionRow}`, unknown>>(
+    `SELECT keys.*, pv.material_expire_at AS primary_material_expire_at, ${PRIMARY_VERSION_COLUMNS.map((c) => `pv.${c} AS pv_${c}`).join(', ')}
+       FROM keys LEFT JOIN key_versions pv ON pv.id = keys.primary_version_id
+      WHERE keys.id = ANY($1::text[])`,
+    [ids],
+  );
+  const found = new Map<string, { key: Key; primaryVersion: KeyVersion | undefined }>();
+  for (const row of rows) {
+    const version = row.pv_id === null ? undefined : toVersion(Object.fromEntries(PRIMARY_VERSION_COLUMNS.map((c) => [c, row[`pv_${c}`]])) as unknown as VersionRow);
+    found.set(row.id, { key: toKey(row), primaryVersion: version });
+  }
+  return found;
 }
 
 /**
@@ -124,6 +155,7 @@ export async function updateKey(
     `UPDATE keys SET ${[...sets, 'updated_at = now()'].join(', ')} WHERE ${where} RETURNING ${KEY_COLUMNS}`,
     params,
   );
+  await recordChanges(db, { kind: 'key', id });
   return rows[0] ? toKey(rows[0]) : undefined;
 }
 
@@ -145,8 +177,10 @@ export async function listKeys(
   const params: unknown[] = [];
   const add = (column: string, values: string[] | undefined) => {
     if (!values || values.length === 0) return;
-    params.push(values);
-    conditions.push(`${column} = ANY($${params.length})`);
+    // One value: a plain equality, so an index led by the column also gives the list order
+    // (one instance's keys walk keys_instance_list_order_idx; `= ANY` would not).
+    params.push(values.length === 1 ? values[0] : values);
+    conditions.push(values.length === 1 ? `${column} = $${params.length}` : `${column} = ANY($${params.length})`);
   };
   add('state', filter.states);
   add('key_spec', filter.specs);
@@ -155,12 +189,40 @@ export async function listKeys(
   add('origin', filter.origins);
   add('instance_id', filter.instanceIds);
   const where = conditions.length ? `WHERE ${conditions.join(' AND ')}` : '';
-  const { rows: count } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM keys ${where}`, params);
-  const { rows } = await db.query<KeyRow>(
-    `SELECT ${KEY_COLUMNS} FROM keys ${where} ORDER BY created_at, id LIMIT $${params.length + 1} OFFSET $${params.length + 2}`,
-    [...params, page.limit, page.offset],
-  );
-  return { items: rows.map(toKey), total: Number(count[0]?.n ?? 0) };
+  // The page's ids come from an index-only walk in list order (migration 011), then only its
+  // rows are read: OFFSET never reads the rows it skips. The total runs on another connection
+  // at the same time.
+  const [total, { rows }] = await Promise.all([
+    countKeys(db, filter, where, params),
+    db.query<KeyRow>(
+      `SELECT ${KEY_COLUMNS}
+         FROM (SELECT id, created_at FROM keys ${where} ORDER BY created_at, id LIMIT $${params.length + 1} OFFSET $${params.length + 2}) page
+         JOIN keys USING (id)
+        ORDER BY page.created_at, page.id`,
+      [...params, page.limit, page.offset],
+    ),
+  ]);
+  return { items: rows.map(toKey), total };
+}
+
+/**
+ * ListKeys' TotalCount. Without filters, or filtered by instance only, the instances' key
+ * counters (store/quota.ts, migration 013) plus a count of the default keys (an index range
+ * over instance_id IS NULL, only without an instance filter) — not a scan of every key; with
+ * other filters, a count.
+ */
+async function countKeys(db: Queryable, filter: KeyFilter, where: string, params: unknown[]): Promise<number> {
+  const { instanceIds, ...others } = filter;
+  if (Object.values(others).every((values) => !values || values.length === 0)) {
+    if (instanceIds && instanceIds.length > 0) return sumKeysUsed(db, instanceIds);
+    const [inInstances, { rows }] = await Promise.all([
+      sumKeysUsed(db, undefined),
+      db.query<{ n: string }>('SELECT count(*) AS n FROM keys WHERE instance_id IS NULL'),
+    ]);
+    return inInstances + Number(rows[0]?.n ?? 0);
+  }
+  const { rows } = await db.query<{ n: string }>(`SELECT count(*) AS n FROM keys ${where}`, params);
+  return Number(rows[0]?.n ?? 0);
 }
 
 /** What a rotation writes on its key (seed 002): the new primary version and the new dates. */
@@ -189,6 +251,7 @@ export async function updateKeyRotation(
      RETURNING ${KEY_COLUMNS}`,
     [id, changes.primaryVersionId, changes.lastRotationDate, changes.nextRotationDate, seenNextRotationDate],
   );
+  await recordChanges(db, { kind: 'key', id });
   return rows[0] ? toKey(rows[0]) : undefined;
 }
 

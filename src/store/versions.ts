@@ -1,9 +1,10 @@
 import type { KeyVersion, KeyVersionState, VersionStorage } from '../domain/key-version.js';
+import { recordChanges } from './change-tracking.js';
 import type { Queryable } from './db.js';
 
 export type { KeyVersion };
 
-interface VersionRow {
+export interface VersionRow {
   id: string;
   key_id: string;
   instance_id: string | null;
@@ -11,13 +12,15 @@ interface VersionRow {
   state: KeyVersionState;
   storage: VersionStorage;
   sealed_material: Buffer | null;
+  wrapped_material: Buffer | null;
+  public_key: Buffer | null;
   has_material: boolean;
   material_fingerprint: Buffer | null;
   material_expire_at: Date | null;
   created_at: Date;
 }
 
-const toVersion = (r: VersionRow): KeyVersion => ({
+export const toVersion = (r: VersionRow): KeyVersion => ({
   id: r.id,
   keyId: r.key_id,
   instanceId: r.instance_id,
@@ -25,6 +28,8 @@ const toVersion = (r: VersionRow): KeyVersion => ({
   state: r.state,
   storage: r.storage,
   sealedMaterial: r.sealed_material,
+  wrappedMaterial: r.wrapped_material,
+  publicKey: r.public_key,
   hasMaterial: r.has_material,
   materialFingerprint: r.material_fingerprint,
   materialExpireAt: r.material_expire_at,
@@ -32,7 +37,11 @@ const toVersion = (r: VersionRow): KeyVersion => ({
 });
 
 /** A version to insert; its ordinal is the key's next one, assigned in the insert. */
-export type NewKeyVersion = Omit<KeyVersion, 'ordinal' | 'createdAt'> & { createdAt?: Date };
+export type NewKeyVersion = Omit<KeyVersion, 'ordinal' | 'createdAt' | 'wrappedMaterial' | 'publicKey'> & {
+  createdAt?: Date;
+  wrappedMaterial?: Buffer | null;
+  publicKey?: Buffer | null;
+};
 
 /**
  * Inserts a version with the key's next ordinal. Callers go through store/quota.ts
@@ -42,8 +51,8 @@ export type NewKeyVersion = Omit<KeyVersion, 'ordinal' | 'createdAt'> & { create
 export async function insertVersion(tx: Queryable, v: NewKeyVersion): Promise<KeyVersion> {
   const { rows } = await tx.query<VersionRow>(
     `INSERT INTO key_versions (id, key_id, instance_id, ordinal, state, storage, sealed_material, has_material,
-                               material_fingerprint, material_expire_at, created_at)
-     VALUES ($1, $2, $3, (SELECT coalesce(max(ordinal), 0) + 1 FROM key_versions WHERE key_id = $2), $4, $5, $6, $7, $8, $9, $10)
+                               material_fingerprint, material_expire_at, created_at, wrapped_material, public_key)
+     VALUES ($1, $2, $3, (SELECT coalesce(max(ordinal), 0) + 1 FROM key_versions WHERE key_id = $2), $4, $5, $6, $7, $8, $9, $10, $11, $12)
      RETURNING *`,
     [
       v.id,
@@ -56,8 +65,11 @@ export async function insertVersion(tx: Queryable, v: NewKeyVersion): Promise<Ke
       v.materialFingerprint,
       v.materialExpireAt,
       v.createdAt ?? new Date(),
+      v.wrappedMaterial ?? null,
+      v.publicKey ?? null,
     ],
   );
+  await recordChanges(tx, { kind: 'version', id: v.id });
   return toVersion(rows[0]!);
 }
 
@@ -100,17 +112,20 @@ export interface MaterialChange {
   hasMaterial: boolean;
   /** undefined: unchanged. */
   sealedMaterial?: Buffer | null;
+  /** undefined: unchanged. */
+  wrappedMaterial?: Buffer | null;
   materialFingerprint?: Buffer | null;
   materialExpireAt?: Date | null;
 }
 
 export async function updateVersionMaterial(db: Queryable, id: string, change: MaterialChange): Promise<void> {
-  await db.query(
+  const { rows } = await db.query<{ key_id: string }>(
     `UPDATE key_versions SET has_material = $2,
        sealed_material = CASE WHEN $3::boolean THEN $4 ELSE sealed_material END,
        material_fingerprint = CASE WHEN $5::boolean THEN $6 ELSE material_fingerprint END,
-       material_expire_at = CASE WHEN $7::boolean THEN $8::timestamptz ELSE material_expire_at END
-     WHERE id = $1`,
+       material_expire_at = CASE WHEN $7::boolean THEN $8::timestamptz ELSE material_expire_at END,
+       wrapped_material = CASE WHEN $9::boolean THEN $10 ELSE wrapped_material END
+     WHERE id = $1 RETURNING key_id`,
     [
       id,
       change.hasMaterial,
@@ -120,13 +135,18 @@ export async function updateVersionMaterial(db: Queryable, id: string, change: M
       change.materialFingerprint ?? null,
       change.materialExpireAt !== undefined,
       change.materialExpireAt ?? null,
+      change.wrappedMaterial !== undefined,
+      change.wrappedMaterial ?? null,
     ],
   );
+  // The key row carries its primary version's expiry (keys.ts KEY_COLUMNS): it changes too.
+  await recordChanges(db, { kind: 'version', id }, ...rows.map((r) => ({ kind: 'key' as const, id: r.key_id })));
 }
 
 /** Moves a version between states, only from `from` (a conditional update); false when it did not match. */
 export async function updateVersionState(db: Queryable, id: string, from: KeyVersionState, to: KeyVersionState): Promise<boolean> {
   const { rowCount } = await db.query('UPDATE key_versions SET state = $3 WHERE id = $1 AND state = $2', [id, from, to]);
+  await recordChanges(db, { kind: 'version', id });
   return rowCount === 1;
 }
 

@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { insertAlias } from '../../src/store/aliases.js';
+import { createKeyId } from '../helpers/fixtures.js';
 import { KMS, type CallApi, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -22,12 +23,11 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const createKey = async (): Promise<string> => (await call('CreateKey', {})).KeyMetadata.KeyId as string;
 const aliasArn = (name: string) => `acs:kms:${server.config.region}:${server.config.accountId}:${name}`;
 
 describe('alias names ignore case', () => {
   it('the reserved prefix alias/acs is refused in any case', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     for (const name of ['alias/ACS-x', 'alias/Acs', 'alias/aCs/rds']) {
       const error = await sdkError(() => call('CreateAlias', { AliasName: name, KeyId: keyId }));
       expect([name, error.code, error.statusCode]).toEqual([name, 'InvalidParameter', 400]);
@@ -35,8 +35,8 @@ describe('alias names ignore case', () => {
   });
 
   it('alias/A and alias/a cannot coexist: the second is AliasAlreadyExists', async () => {
-    const first = await createKey();
-    const second = await createKey();
+    const first = await createKeyId(call);
+    const second = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/Case/Orders', KeyId: first });
     for (const name of ['alias/case/orders', 'alias/CASE/ORDERS', 'alias/Case/Orders']) {
       const error = await sdkError(() => call('CreateAlias', { AliasName: name, KeyId: second }));
@@ -49,8 +49,8 @@ describe('alias names ignore case', () => {
   });
 
   it('any spelling finds, rebinds and deletes the alias (by name and by ARN, both SDKs)', async () => {
-    const first = await createKey();
-    const second = await createKey();
+    const first = await createKeyId(call);
+    const second = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/Mixed', KeyId: first });
     expect((await call('DescribeKey', { KeyId: 'alias/mixed' })).KeyMetadata.KeyId).toBe(first);
     expect((await call('DescribeKey', { KeyId: aliasArn('alias/MIXED') })).KeyMetadata.KeyId).toBe(first);
@@ -69,7 +69,7 @@ describe('alias names ignore case', () => {
   });
 
   it('parallel CreateAlias of one name in different cases: exactly one wins, the rest AliasAlreadyExists', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const spellings = ['alias/Race', 'alias/race', 'alias/RACE', 'alias/rAce', 'alias/raCE', 'alias/RaCe'];
     const results = await Promise.allSettled(spellings.map((name) => call('CreateAlias', { AliasName: name, KeyId: keyId })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
@@ -79,7 +79,7 @@ describe('alias names ignore case', () => {
   });
 
   it('the store refuses a second spelling without an error (the unique index on lower(name))', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     expect(await insertAlias(server.kms.deps.db, 'alias/Store', keyId)).toBe(true);
     expect(await insertAlias(server.kms.deps.db, 'alias/STORE', keyId)).toBe(false);
   });
@@ -87,7 +87,7 @@ describe('alias names ignore case', () => {
 
 describe('migration 004', () => {
   it('refuses, naming them, to run over names that differ only in case', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const db = server.kms.deps.db;
     const sql = await readFile(new URL('../../src/store/migrations/004_alias_names_case_insensitive.sql', import.meta.url), 'utf8');
     const tx = await db.connect();

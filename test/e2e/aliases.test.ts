@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MAX_ALIASES_PER_REGION } from '../../src/services/aliases.js';
+import { createKeyId } from '../helpers/fixtures.js';
 import { KMS, type CallApi, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -16,15 +17,13 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const createKey = async (query: Record<string, unknown> = {}): Promise<string> =>
-  (await call('CreateKey', query)).KeyMetadata.KeyId as string;
 const aliasArn = (name: string) => `acs:kms:${server.config.region}:${server.config.accountId}:${name}`;
 
 describe('@alicloud/kms20160120@1.2.0', () => {
   it('creates, lists, rebinds and deletes aliases; every KeyId parameter takes them', async () => {
     const client = legacyClient(server.endpoint, server.admin);
-    const first = await createKey();
-    const second = await createKey();
+    const first = await createKeyId(call);
+    const second = await createKeyId(call);
     await client.createAlias(new KMS.CreateAliasRequest({ aliasName: 'alias/app/orders', keyId: first }));
     await client.createAlias(new KMS.CreateAliasRequest({ aliasName: 'alias/app/orders-backup', keyId: first }));
 
@@ -60,7 +59,7 @@ describe('@alicloud/kms20160120@1.2.0', () => {
 
 describe('callApi (ACS3)', () => {
   it('refuses a duplicate with AliasAlreadyExists (400) and unknown aliases with Forbidden.AliasNotFound (404)', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/dup', KeyId: keyId });
     const dup = await sdkError(() => call('CreateAlias', { AliasName: 'alias/dup', KeyId: keyId }));
     expect([dup.code, dup.statusCode]).toEqual(['AliasAlreadyExists', 400]);
@@ -76,7 +75,7 @@ describe('callApi (ACS3)', () => {
   });
 
   it('binds by key ARN and by alias ARN', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const keyArn = `acs:kms:${server.config.region}:${server.config.accountId}:key/${keyId}`;
     await call('CreateAlias', { AliasName: 'alias/by-arn', KeyId: keyArn });
     await call('CreateAlias', { AliasName: 'alias/by-alias-arn', KeyId: aliasArn('alias/by-arn') });
@@ -85,7 +84,7 @@ describe('callApi (ACS3)', () => {
   });
 
   it('pages ListAliases with TotalCount', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     for (const n of [1, 2, 3]) await call('CreateAlias', { AliasName: `alias/page/${n}`, KeyId: keyId });
     const page = await call('ListAliasesByKeyId', { KeyId: keyId, PageNumber: 2, PageSize: 2 });
     expect(page.TotalCount).toBe(3);
@@ -94,12 +93,12 @@ describe('callApi (ACS3)', () => {
   });
 
   it('follows the key state: no new alias for a PendingDeletion key, deleting one is always fine', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/doomed', KeyId: keyId });
     await call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
     const create = await sdkError(() => call('CreateAlias', { AliasName: 'alias/doomed-2', KeyId: keyId }));
     expect([create.code, create.statusCode]).toEqual(['Rejected.StateModifiedFailed', 409]);
-    const other = await createKey();
+    const other = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/elsewhere', KeyId: other });
     const rebind = await sdkError(() => call('UpdateAlias', { AliasName: 'alias/elsewhere', KeyId: keyId }));
     expect([rebind.code, rebind.statusCode]).toEqual(['Rejected.StateModifiedFailed', 409]);
@@ -109,7 +108,7 @@ describe('callApi (ACS3)', () => {
   });
 
   it('validates names: prefix, characters, length, reserved alias/acs', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     for (const name of ['orders', 'alias/', 'alias/has space', 'alias/ünïcode', 'alias/acs', 'alias/acs/ecs', 'alias/Acs-is-reserved_in/any-case', `alias/${'x'.repeat(250)}`]) {
       const error = await sdkError(() => call('CreateAlias', { AliasName: name, KeyId: keyId }));
       expect([name, error.code, error.statusCode]).toEqual([name, 'InvalidParameter', 400]);
@@ -119,7 +118,7 @@ describe('callApi (ACS3)', () => {
   });
 
   it('parallel CreateAlias of one name: exactly one wins', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const results = await Promise.allSettled(Array.from({ length: 8 }, () => call('CreateAlias', { AliasName: 'alias/race', KeyId: keyId })));
     expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
     for (const r of results) {
@@ -128,7 +127,7 @@ describe('callApi (ACS3)', () => {
   });
 
   it(`caps the region at ${MAX_ALIASES_PER_REGION} aliases with Rejected.LimitExceeded`, async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const { rows } = await server.kms.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM aliases');
     // Fill up to the cap directly in the store (300 API calls would only slow the test down).
     await server.kms.deps.db.query(

@@ -10,7 +10,8 @@ import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { Pkcs11Hsm, findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
 import { assertUnreadable, isUnreadable } from '../../src/hsm/pkcs11/protection.js';
 import { reconcileHsmObjects } from '../../src/services/reconciler.js';
-import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
+import { type CreatedKey, createKeyIn, instanceOfTier } from '../helpers/fixtures.js';
+import { KMS, type CallApi, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
 
@@ -38,11 +39,10 @@ afterAll(async () => {
 const TIERS = ['HSM', 'SOFTWARE'] as const;
 type Tier = (typeof TIERS)[number];
 
-async function createKey(tier: Tier, keySpec: string, keyUsage?: string): Promise<{ keyId: string; versionId: string }> {
-  const instance = tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId;
-  const created = await call('CreateKey', { DKMSInstanceId: instance, KeySpec: keySpec, ...(keyUsage ? { KeyUsage: keyUsage } : {}) });
-  expect(created.KeyMetadata.ProtectionLevel).toBe(tier);
-  return { keyId: created.KeyMetadata.KeyId as string, versionId: created.KeyMetadata.PrimaryKeyVersion as string };
+async function createKey(tier: Tier, keySpec: string, keyUsage?: string): Promise<CreatedKey> {
+  const created = await createKeyIn(call, instanceOfTier(server, tier), { KeySpec: keySpec, ...(keyUsage ? { KeyUsage: keyUsage } : {}) });
+  expect(created.metadata.ProtectionLevel).toBe(tier);
+  return created;
 }
 
 async function publicKeyPem(key: { keyId: string; versionId: string }): Promise<string> {
@@ -257,6 +257,28 @@ describe('a process that did not create the pair (cold handle and public-key cac
 });
 
 describe('CreateKey: specs and usages', () => {
+  it('SDK 1.2.0 has the five asymmetric methods too: GetPublicKey, AsymmetricSign/Verify, AsymmetricEncrypt/Decrypt through them', async () => {
+    const legacy = legacyClient(server.endpoint, server.admin);
+    const signing = await createKey('HSM', 'EC_P256');
+    const pem = (await legacy.getPublicKey(new KMS.GetPublicKeyRequest({ keyId: signing.keyId, keyVersionId: signing.versionId }))).publicKey;
+    const message = Buffer.from('through the 1.2.0 SDK');
+    const digest = createHash('sha256').update(message).digest().toString('base64');
+    const signed = await legacy.asymmetricSign(new KMS.AsymmetricSignRequest({ keyId: signing.keyId, keyVersionId: signing.versionId, algorithm: 'ECDSA_SHA_256', digest }));
+    expect([signed.keyId, signed.keyVersionId]).toEqual([signing.keyId, signing.versionId]);
+    expect(await opensslVerifies(pem, message, Buffer.from(signed.value, 'base64'), false)).toBe(true);
+    const verified = await legacy.asymmetricVerify(
+      new KMS.AsymmetricVerifyRequest({ keyId: signing.keyId, keyVersionId: signing.versionId, algorithm: 'ECDSA_SHA_256', digest, value: signed.value }),
+    );
+    expect(verified.value).toBe(true);
+
+    const encrypting = await createKey('HSM', 'RSA_2048', 'ENCRYPT/DECRYPT');
+    const plaintext = Buffer.from('sealed by the 1.2.0 SDK').toString('base64');
+    const ids = { keyId: encrypting.keyId, keyVersionId: encrypting.versionId, algorithm: 'RSAES_OAEP_SHA_1' };
+    const sealed = await legacy.asymmetricEncrypt(new KMS.AsymmetricEncryptRequest({ ...ids, plaintext }));
+    const opened = await legacy.asymmetricDecrypt(new KMS.AsymmetricDecryptRequest({ ...ids, ciphertextBlob: sealed.ciphertextBlob }));
+    expect(opened.plaintext).toBe(plaintext);
+  });
+
   it('EC_SM2 is refused clearly on SoftHSM2 (probed, no SM2) and on SOFTWARE', async () => {
     expect(server.kms.deps.hsm.supportsVersionKey({ kind: 'ec', curve: 'SM2' })).toBe(false);
     const hsm = await sdkError(() => call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, KeySpec: 'EC_SM2' }));
@@ -265,6 +287,10 @@ describe('CreateKey: specs and usages', () => {
     const software = await sdkError(() => call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'EC_SM2' }));
     expect(software).toMatchObject({ code: 'InvalidParameter', statusCode: 400 });
     expect(software.data.Message).toMatch(/EC_SM2 is not available for SOFTWARE keys/);
+    // Alibaba's EC_SM2 also encrypts (SM2PKE): not "EC_SM2 supports SIGN/VERIFY", but not implemented here.
+    const encrypting = await sdkError(() => call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, KeySpec: 'EC_SM2', KeyUsage: 'ENCRYPT/DECRYPT' }));
+    expect([encrypting.code, encrypting.statusCode]).toEqual(['Rejected.UnsupportedOperation', 400]);
+    expect(encrypting.data.Message).toContain('SM2PKE');
   });
 
   it('ListKeys filters by the new KeySpecs and usages', async () => {

@@ -106,4 +106,38 @@ describe('kms import-params / wrap-material / import-material / delete-material'
     expect(sha1.code).toBe(1);
     expect(sha1.stderr).toContain('InvalidParameter');
   }, 120_000);
+
+  it('works in byok/<key id>/ by default, says what it wrote, and step 4 finds both files there (even given an alias)', async () => {
+    const dir = await byokWorkDir();
+    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    await call('CreateAlias', { AliasName: `alias/byok-folder-${keyId}`, KeyId: keyId });
+    const folder = path.join('byok', keyId);
+
+    const params = await kms(dir, 'import-params', keyId, '--algorithm', 'RSAES_OAEP_SHA_256');
+    expect(params.code, params.stderr).toBe(0);
+    expect((JSON.parse(params.stdout) as { Files: Record<string, string> }).Files).toEqual({
+      PublicKeyDer: path.join(folder, 'PublicKey.bin'),
+      PublicKeyPem: path.join(folder, 'PublicKey.pem'),
+      ImportToken: path.join(folder, 'token.txt'),
+    });
+    expect(params.stderr).toContain(`wrote ${path.join(folder, 'PublicKey.bin')}, ${path.join(folder, 'PublicKey.pem')} and ${path.join(folder, 'token.txt')} (0600)`);
+    expect((await stat(path.join(dir, folder, 'token.txt'))).mode & 0o777).toBe(0o600);
+
+    const material = Buffer.alloc(32, 9);
+    await writeFile(path.join(dir, 'KeyMaterial.bin'), material);
+    const encryptedFile = path.join(folder, 'EncryptedKeyMaterial_base64.txt');
+    const wrapped = await kms(dir, 'wrap-material', '--public-key', path.join(folder, 'PublicKey.bin'), '--algorithm', 'RSAES_OAEP_SHA_256', '--in', 'KeyMaterial.bin', '--out', encryptedFile);
+    expect(wrapped.code, wrapped.stderr).toBe(0);
+    expect(JSON.parse(wrapped.stdout)).toEqual({ WrappingAlgorithm: 'RSAES_OAEP_SHA_256', Files: { EncryptedKeyMaterial: encryptedFile } });
+
+    const imported = await kms(dir, 'import-material', `alias/byok-folder-${keyId}`);
+    expect(imported.code, imported.stderr).toBe(0);
+    expect(JSON.parse(imported.stdout)).toMatchObject({ KeyId: keyId, KeyState: 'Enabled' });
+    const encrypted = await call('Encrypt', { KeyId: keyId, Plaintext: 'from the byok folder' });
+    expect(decryptBlobWithMaterial(encrypted.CiphertextBlob, material).plaintext).toBe('from the byok folder');
+
+    const missing = await kms(dir, 'import-material', keyId, '--token-file', 'nowhere/token.txt');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('kms: no import token (step 2) at nowhere/token.txt');
+  }, 120_000);
 });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
 import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import {
@@ -19,7 +19,8 @@ import type { Queryable } from '../../src/store/db.js';
 import { getKey, updateKey } from '../../src/store/keys.js';
 import { getVersion } from '../../src/store/versions.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
-import { waitFor } from '../helpers/jobs.js';
+import { createKeyIn } from '../helpers/fixtures.js';
+import { importMaterial, waitFor } from '../helpers/jobs.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -34,18 +35,6 @@ const HOUR = 3600_000;
 
 const tokenObjects = (server: TestServer, versionId: string): Promise<number> =>
   withTokenSession(server, (p11, session) => findObjects(p11, session, m.secretKeyById(versionId)).length);
-
-async function importInto(call: CallApi, keyId: string, material: Buffer, expireUnix?: number) {
-  const params = await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
-  const encrypted = wrapKeyMaterial(Buffer.from(params.PublicKey, 'base64'), 'RSAES_OAEP_SHA_256', material).toString('base64');
-  await call('ImportKeyMaterial', {
-    KeyId: keyId,
-    EncryptedKeyMaterial: encrypted,
-    ImportToken: params.ImportToken,
-    ...(expireUnix !== undefined ? { KeyMaterialExpireUnix: expireUnix } : {}),
-  });
-  return params;
-}
 
 /** A job as ImportKeyMaterial schedules it: for the key's primary version (each version has its own expiry). */
 const fakeJob = async (db: Queryable, keyId: string, expireAt: Date) =>
@@ -67,15 +56,14 @@ describe('with an injected clock', () => {
   });
 
   const createKey = async (instance: 'hsm' | 'software') =>
-    (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: instance === 'hsm' ? server.hsmInstanceId : server.softwareInstanceId })).KeyMetadata
-      .KeyId as string;
+    (await createKeyIn(call, instance === 'hsm' ? server.hsmInstanceId : server.softwareInstanceId, { Origin: 'EXTERNAL' })).keyId;
   const describe_ = async (keyId: string) => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata;
 
   it.each(['hsm', 'software'] as const)('%s key: the sweeper deletes the material at expiry; re-import restores it and old ciphertexts decrypt', async (tier) => {
     const keyId = await createKey(tier);
     const material = randomBytes(32);
     const expireUnix = Math.floor(clock.now().getTime() / 1000) + 3600;
-    await importInto(call, keyId, material, expireUnix);
+    await importMaterial(call, keyId, material, expireUnix);
     const described = await describe_(keyId);
     expect(described.MaterialExpireTime).toBe(new Date(expireUnix * 1000).toISOString().replace('.000Z', 'Z'));
     const versionId = described.PrimaryKeyVersion as string;
@@ -102,7 +90,7 @@ describe('with an injected clock', () => {
     // A second run finds nothing: the effect applies once.
     expect((await runMaterialExpirySweep(server.kms.deps)).expired).toEqual([]);
 
-    await importInto(call, keyId, material);
+    await importMaterial(call, keyId, material);
     expect((await describe_(keyId)).KeyState).toBe('Enabled');
     expect((await call('Decrypt', { CiphertextBlob: old.CiphertextBlob })).Plaintext).toBe(`${tier} before expiry`);
     const fresh = await call('Encrypt', { KeyId: keyId, Plaintext: 'restored' });
@@ -114,12 +102,12 @@ describe('with an injected clock', () => {
     const keyId = await createKey('hsm');
     const material = randomBytes(32);
     const first = new Date((Math.floor(clock.now().getTime() / 1000) + 600) * 1000);
-    await importInto(call, keyId, material, first.getTime() / 1000);
+    await importMaterial(call, keyId, material, first.getTime() / 1000);
     expect(await process(await fakeJob(server.kms.deps.db, keyId, first))).toBe('not-due');
 
     // Re-import the same material with a later expiry: the job for the first expiry is stale.
     const second = new Date(first.getTime() + 2 * HOUR);
-    await importInto(call, keyId, material, second.getTime() / 1000);
+    await importMaterial(call, keyId, material, second.getTime() / 1000);
     clock.set(new Date(first.getTime() + 1000));
     expect(await process(await fakeJob(server.kms.deps.db, keyId, first))).toBe('stale');
     expect((await describe_(keyId)).KeyState).toBe('Enabled');
@@ -133,7 +121,7 @@ describe('with an injected clock', () => {
   it('a PendingDeletion key whose material expires stays PendingDeletion', async () => {
     const keyId = await createKey('hsm');
     const expireAt = new Date((Math.floor(clock.now().getTime() / 1000) + 60) * 1000);
-    await importInto(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
+    await importMaterial(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
     const versionId = (await describe_(keyId)).PrimaryKeyVersion as string;
     await updateKey(server.kms.deps.db, keyId, { state: 'PendingDeletion' });
     clock.set(expireAt);
@@ -196,7 +184,7 @@ describe('with the real BullMQ workers', () => {
     const pooled = async () =>
       Number((await server.kms.deps.db.query<{ n: string }>('SELECT count(*) AS n FROM wrapping_keys WHERE key_id IS NULL')).rows[0]?.n);
     await waitFor('the pool to fill', async () => (await pooled()) === 2);
-    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId, { Origin: 'EXTERNAL' })).keyId;
     await call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_PKCS1_V1_5' });
     const audit = await listAudit(server.kms.deps.db, { keyId, action: 'GetParametersForImport' });
     expect(audit[0]?.detail?.pooled).toBe(true);
@@ -204,10 +192,10 @@ describe('with the real BullMQ workers', () => {
   });
 
   it('the delayed job ImportKeyMaterial schedules deletes the material when the clock reaches KeyMaterialExpireUnix', async () => {
-    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId, { Origin: 'EXTERNAL' })).keyId;
     const material = randomBytes(32);
     const expireUnix = Math.floor(clock.now().getTime() / 1000) + 3600;
-    await importInto(call, keyId, material, expireUnix);
+    await importMaterial(call, keyId, material, expireUnix);
     const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
     const job = await server.kms.jobs.queues.materialExpiry.getJob(materialExpiryJobId(versionId, new Date(expireUnix * 1000)));
     expect(job?.data).toEqual({ keyId, versionId, expireAt: new Date(expireUnix * 1000).toISOString() });
@@ -219,14 +207,14 @@ describe('with the real BullMQ workers', () => {
     await job!.promote();
     await waitFor('the material to expire', async () => (await keyState(keyId)) === 'PendingImport');
     expect(await tokenObjects(server, versionId)).toBe(0);
-    await importInto(call, keyId, material);
+    await importMaterial(call, keyId, material);
     expect((await call('Encrypt', { KeyId: keyId, Plaintext: 'back' })).KeyVersionId).toBe(versionId);
   });
 
   it('a job that fires before the material is due (a scheduler clock running ahead) is delayed again, not dropped', async () => {
-    const keyId = (await call('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.softwareInstanceId, { Origin: 'EXTERNAL' })).keyId;
     const expireAt = new Date((Math.floor(clock.now().getTime() / 1000) + 3600) * 1000);
-    await importInto(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
+    await importMaterial(call, keyId, randomBytes(32), expireAt.getTime() / 1000);
     const queue = server.kms.jobs.queues.materialExpiry;
     const versionId = (await call('DescribeKey', { KeyId: keyId })).KeyMetadata.PrimaryKeyVersion as string;
     const jobId = materialExpiryJobId(versionId, expireAt);

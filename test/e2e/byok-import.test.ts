@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import type { WrappingAlgorithm } from '../../src/domain/byok.js';
 import { decodeImportToken } from '../../src/domain/import-token.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
@@ -15,6 +15,7 @@ import { listAudit } from '../../src/store/audit.js';
 import { getKey, updateKey } from '../../src/store/keys.js';
 import { getVersion } from '../../src/store/versions.js';
 import { byokWorkDir, decryptBlobWithMaterial, sh } from '../helpers/byok.js';
+import { createKeyId, createKeyIn } from '../helpers/fixtures.js';
 import { type CallApi, KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -41,8 +42,7 @@ const UNIFORM = { code: 'InvalidKeyMaterial', message: 'key material is invalid.
 
 async function createExternalKey(target: 'hsm' | 'software' | 'default', extra: Record<string, string> = {}): Promise<string> {
   const instance = target === 'hsm' ? server.hsmInstanceId : target === 'software' ? server.softwareInstanceId : undefined;
-  const created = await call('CreateKey', { Origin: 'EXTERNAL', ...(instance ? { DKMSInstanceId: instance } : {}), ...extra });
-  return created.KeyMetadata.KeyId as string;
+  return createKeyId(call, { Origin: 'EXTERNAL', ...(instance ? { DKMSInstanceId: instance } : {}), ...extra });
 }
 
 async function importParams(keyId: string, algorithm: WrappingAlgorithm) {
@@ -215,7 +215,7 @@ describe('GetParametersForImport', () => {
     const missing = await sdkError(() => call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048' }));
     expect(missing.code).toBe('MissingParameter');
 
-    const generated = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const generated = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     const origin = await sdkError(() => importParams(generated, 'RSAES_OAEP_SHA_256'));
     expect(origin).toMatchObject({ code: 'Unsupported.Origin', statusCode: 400 });
     expect(origin.data.Message).toBe('This key origin is not valid for this api.');
@@ -416,7 +416,7 @@ describe('ImportKeyMaterial: permanent binding and the uniform error', () => {
     const encrypted = wrapKeyMaterial(publicKey, 'RSAES_OAEP_SHA_256', randomBytes(32)).toString('base64');
     const e = await sdkError(() => call('ImportKeyMaterial', { KeyId: keyId, EncryptedKeyMaterial: encrypted, ImportToken: token }));
     expect(e.code).toBe('Rejected.PendingDeletion');
-    const generated = (await call('CreateKey', {})).KeyMetadata.KeyId as string;
+    const generated = await createKeyId(call);
     const origin = await sdkError(() => call('ImportKeyMaterial', { KeyId: generated, EncryptedKeyMaterial: encrypted, ImportToken: token }));
     expect(origin.code).toBe('Unsupported.Origin');
   });
@@ -508,7 +508,7 @@ describe('DeleteKeyMaterial', () => {
   });
 
   it('refuses a key whose material KMS generated (it could never come back)', async () => {
-    const generated = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const generated = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     expect((await sdkError(() => call('DeleteKeyMaterial', { KeyId: generated }))).code).toBe('Unsupported.Origin');
     expect((await call('Encrypt', { KeyId: generated, Plaintext: 'still here' })).KeyId).toBe(generated);
   });
@@ -589,7 +589,7 @@ describe('strict import mode (KMS_IMPORT_STRICT=true) on SoftHSM2 2.6.1', () => 
 
   it('refuses RSAES_OAEP_SHA_256 at GetParametersForImport with a message naming the algorithm and the reason', async () => {
     const strictCall = openApiClient(strict.endpoint, strict.admin);
-    const keyId = (await strictCall('CreateKey', { Origin: 'EXTERNAL', DKMSInstanceId: strict.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(strictCall, strict.hsmInstanceId, { Origin: 'EXTERNAL' })).keyId;
     const refused = await sdkError(() => strictCall('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }));
     expect(refused).toMatchObject({ code: 'Rejected.UnsupportedOperation', statusCode: 400 });
     expect(refused.data.Message).toContain('RSAES_OAEP_SHA_256');

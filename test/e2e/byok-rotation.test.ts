@@ -1,12 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import { isoSeconds } from '../../src/domain/dates.js';
-import { systemCaller } from '../../src/services/context.js';
-import { createInstance } from '../../src/services/instances.js';
 import { listAudit } from '../../src/store/audit.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
+import { createInstanceIn, createKeyIn } from '../helpers/fixtures.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -67,8 +66,8 @@ const usedQuota = async (instanceId: string) =>
 
 describe('SOFTWARE BYOK key: new material → PendingRotation → rotate in', () => {
   it('imports new material as a pending version, refuses a second one, promotes it, and both ciphertexts decrypt, also locally with their own material', async () => {
-    const instanceId = (await createInstance(server.kms.deps, { type: 'SOFTWARE', keyQuota: 10, qps: 1000 }, systemCaller)).id;
-    const keyId = (await call('CreateKey', { DKMSInstanceId: instanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const instanceId = await createInstanceIn(server, { type: 'SOFTWARE', keyQuota: 10, qps: 1000 });
+    const keyId = (await createKeyIn(call, instanceId, { Origin: 'EXTERNAL' })).keyId;
     const m1 = material();
     const m2 = material();
     const m3 = material();
@@ -170,8 +169,8 @@ describe('SOFTWARE BYOK key: new material → PendingRotation → rotate in', ()
   });
 
   it('at the quota limit the new-material import is Rejected.LimitExceeded and changes nothing', async () => {
-    const instanceId = (await createInstance(server.kms.deps, { type: 'SOFTWARE', keyQuota: 1, qps: 1000 }, systemCaller)).id;
-    const keyId = (await call('CreateKey', { DKMSInstanceId: instanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const instanceId = await createInstanceIn(server, { type: 'SOFTWARE', keyQuota: 1, qps: 1000 });
+    const keyId = (await createKeyIn(call, instanceId, { Origin: 'EXTERNAL' })).keyId;
     await importMaterial(keyId, material());
     const refused = await sdkError(() => importMaterial(keyId, material(), NEW));
     expect([refused.code, refused.statusCode]).toEqual(['Rejected.LimitExceeded', 400]);
@@ -197,13 +196,13 @@ describe('keys whose material cannot be rotated by import', () => {
   });
 
   it('generated keys rotate with CreateKeyVersion, not by import (Unsupported.Origin)', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.softwareInstanceId)).keyId;
     const refused = await sdkError(() => call('GetParametersForImport', { KeyId: keyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' }));
     expect(refused.code).toBe('Unsupported.Origin');
   });
 
   it('an unknown ImportType is InvalidParameter', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.softwareInstanceId, { Origin: 'EXTERNAL' })).keyId;
     const error = await sdkError(() => importMaterial(keyId, material(), { ImportType: 'new_key_material' }));
     expect([error.code, error.statusCode]).toEqual(['InvalidParameter', 400]);
     expect(error.message).toContain('ImportType');

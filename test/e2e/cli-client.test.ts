@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -15,7 +16,7 @@ import { type TestServer, startServer } from '../helpers/server.js';
  */
 const run = promisify(execFile);
 const BIN = path.resolve('bin/kms.mjs');
-/** Each spawn loads the CLI through tsx (about 1–2 s); a verb-heavy test needs room under a parallel run. */
+/** A spawn takes ~0.2 s compiled, 1–2 s through tsx (dist/ stale); a verb-heavy test needs room under a parallel run. */
 const SLOW = { timeout: 240_000 };
 
 let server: TestServer;
@@ -101,12 +102,17 @@ describe('kms key …', SLOW, () => {
 
   it('prints a readable table with --table: a header, a rule, one row per item (or per field)', async () => {
     const keyId = (await call('CreateKey', { Description: 'tabled' })).KeyMetadata.KeyId as string;
+    // (In the SOFTWARE instance: a later test counts the HSM instance's keys.)
+    const ecKeyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'EC_P256', KeyUsage: 'SIGN/VERIFY' })).KeyMetadata.KeyId as string;
     const list = await kms(['key', 'list', '--table'], asAdmin());
     expect(list.code).toBe(0);
     const [header, rule, ...rows] = list.stdout.trimEnd().split('\n');
-    expect(header).toMatch(/^KeyId\s+KeyArn$/);
-    expect(rule).toMatch(/^-+\s+-+$/);
-    expect(rows.some((r) => r.startsWith(keyId))).toBe(true);
+    // key list --table describes each key: what it is, not only its id.
+    expect(header).toMatch(/^KeyId\s+State\s+Spec\s+Usage\s+Protection\s+Instance\s+Description$/);
+    expect(rule).toMatch(/^-+(\s+-+){6}$/);
+    expect(rows.find((r) => r.startsWith(keyId))).toMatch(new RegExp(`^${keyId}\\s+Enabled\\s+Aliyun_AES_256\\s+ENCRYPT/DECRYPT\\s+SOFTWARE\\s+tabled$`));
+    expect(rows.find((r) => r.startsWith(ecKeyId))).toMatch(new RegExp(`^${ecKeyId}\\s+Enabled\\s+EC_P256\\s+SIGN/VERIFY\\s+SOFTWARE\\s+${server.softwareInstanceId}$`));
+    expect(rows).toHaveLength((await call('ListKeys', { PageSize: 100 })).TotalCount as number);
 
     const one = await kms(['key', 'describe', keyId, '--table'], asAdmin());
     const lines = one.stdout.trimEnd().split('\n');
@@ -181,6 +187,34 @@ describe('where the CLI finds its endpoint and credentials', SLOW, () => {
       {},
     );
     expect(viaFlags.code).toBe(0);
+  });
+
+  it('names the endpoint and the likely cause when nothing answers there, instead of "fetch failed"', async () => {
+    const closedPort = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, '127.0.0.1', () => {
+        const { port } = probe.address() as AddressInfo;
+        probe.close(() => resolve(port));
+      });
+    });
+    const viaFlag = await kms(['key', 'list', '--endpoint', `127.0.0.1:${closedPort}`], asAdmin());
+    expect(viaFlag.code).toBe(1);
+    expect(viaFlag.stderr).toContain(`kms: cannot reach the KMS at http://127.0.0.1:${closedPort} (endpoint from --endpoint): connection refused`);
+    expect(viaFlag.stderr).toContain('npm run quickstart');
+    expect(viaFlag.stderr).not.toContain('fetch failed');
+
+    // The endpoint of a stopped quickstart, from its credentials file: the file is named.
+    const dataDir = await mkdtemp(path.join(tmpdir(), 'kms-cli-stopped-'));
+    try {
+      const file = path.join(dataDir, 'credentials.json');
+      await writeFile(file, JSON.stringify({ AccessKeyId: server.admin.accessKeyId, AccessKeySecret: server.admin.accessKeySecret, Endpoint: `127.0.0.1:${closedPort}` }));
+      const viaFile = await kms(['key', 'describe', 'key-x'], { KMS_DATA_DIR: dataDir });
+      expect(viaFile.code).toBe(1);
+      expect(viaFile.stderr).toContain(`cannot reach the KMS at http://127.0.0.1:${closedPort} (endpoint from ${file}`);
+      expect(viaFile.stderr).toContain('Is it running?');
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('says where to put credentials when there are none', async () => {

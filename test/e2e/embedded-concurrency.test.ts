@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EMBEDDED_DB_POOL_SIZE } from '../../src/cli/local-kms.js';
 import { startEmbeddedPostgres } from '../../src/store/embedded-postgres.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -17,7 +18,7 @@ import { type TestServer, startServer } from '../helpers/server.js';
  * messages of different `pg` connections interleaved in PGlite's one backend.
  *
  * The same body runs on the embedded store (PGlite behind our front, in this process; the
- * service and the verbs on pools of one as the quickstart runs them, and on pools of 8) and on a
+ * service and the verbs on the quickstart's pool size, and on pools of 8) and on a
  * real Postgres: 240+ mixed SDK
  * calls over both tiers, 48 in flight at a time, while other processes run CLI operator verbs
  * against the same store. Every answer must be about the key asked, and nothing may fail.
@@ -59,8 +60,8 @@ async function realPostgres(): Promise<Store> {
 }
 
 const STORES = [
-  // As the quickstart runs it: the service, and each CLI verb, on one connection.
-  { name: 'embedded store, pools of 1', open: embeddedStore(1) },
+  // As the quickstart runs it (the service's pool against the embedded store).
+  { name: `embedded store, pools of ${EMBEDDED_DB_POOL_SIZE} (the quickstart's)`, open: embeddedStore(EMBEDDED_DB_POOL_SIZE) },
   // The front's guarantee holds for any number of connections (pglite-socket, with the default
   // pool of 10, is what answered with the wrong keys).
   { name: 'embedded store, pools of 8', open: embeddedStore(8) },

@@ -196,6 +196,23 @@ describe('hostile shapes', () => {
     expect(String(a.body['Message'])).toContain('only once');
   });
 
+  it('a member given twice in one ACS3 JSON body is refused, not the last one taken (found by a probe)', async () => {
+    // Written by hand: JSON.stringify cannot repeat a member. Escapes and nesting must not
+    // confuse the scan: "Plain\u0074ext" is Plaintext, and the nested "Plaintext" is not top-level.
+    for (const body of [
+      `{"KeyId":"${hsmKeyId}","Plaintext":"first","Plaintext":"second"}`,
+      `{"KeyId":"${hsmKeyId}","Plaintext":"first","Plain\\u0074ext":"second"}`,
+    ]) {
+      const a = await record(sendAcs3(server.endpoint, { action: 'Encrypt', body, contentType: 'application/json' }, server.admin));
+      expectRefused(a, 'InvalidParameter');
+      expect(String(a.body['Message'])).toContain('"Plaintext"');
+      expect(String(a.body['Message'])).toContain('only once');
+    }
+    const nested = `{"KeyId":"${hsmKeyId}","Plaintext":"one","EncryptionContext":{"Plaintext":"x","a,\\"b":"{"}}`;
+    const ok = await record(sendAcs3(server.endpoint, { action: 'Encrypt', body: nested, contentType: 'application/json' }, server.admin));
+    expect(ok.status, ok.text).toBe(200);
+  });
+
   it('names with = or &, controls or no known meaning are refused', async () => {
     for (const name of ['Key=Id', 'KeyId&x', 'Key\u0000Id', 'Tag.0.Key', 'Tag.1.Key.Extra', '__proto__', 'constructor']) {
       const a = await record(sendV1(server.endpoint, 'DescribeKey', { KeyId: hsmKeyId, [name]: 'x' }, server.admin));

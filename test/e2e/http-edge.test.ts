@@ -168,3 +168,57 @@ describe('failures of the body reader are Alibaba 4xx answers', () => {
     expect([statusOf(exchange.received), bodyOf(exchange.received).Code]).toEqual([413, 'RequestEntityTooLarge']);
   });
 });
+
+describe('the router (node:http, no framework)', () => {
+  const ask = async (method: string, path: string) => {
+    const response = await fetch(`http://${server.endpoint}${path}`, { method });
+    return { status: response.status, headers: response.headers, body: method === 'HEAD' ? {} : ((await response.json()) as Record<string, unknown>) };
+  };
+
+  it('another path is 404 InvalidAction.NotFound and another method on / is 403, both Alibaba bodies with a request id header', async () => {
+    for (const [method, path, status, code] of [
+      ['GET', '/admin', 404, 'InvalidAction.NotFound'],
+      ['POST', '/health/deep', 404, 'InvalidAction.NotFound'],
+      ['DELETE', '/', 403, 'UnsupportedHTTPMethod'],
+      ['PUT', '/health', 403, 'UnsupportedHTTPMethod'],
+    ] as const) {
+      const answer = await ask(method, path);
+      expect([answer.status, answer.body.Code, answer.body.HttpStatus]).toEqual([status, code, status]);
+      expect(answer.headers.get('content-type')).toBe('application/json;charset=utf-8');
+      expect(answer.headers.get('x-acs-request-id')).toBe(answer.body.RequestId);
+      expect(answer.body.RequestId).toMatch(/^[0-9A-F-]{36}$/);
+    }
+  });
+
+  it('/health answers GET, HEAD and a trailing slash; the RPC endpoint answers GET too', async () => {
+    expect((await ask('GET', '/health/')).body.status).toBe('ok');
+    expect((await ask('HEAD', '/health')).status).toBe(200);
+    const viaGet = await ask('GET', '/?Action=ListKeys');
+    expect([viaGet.status, viaGet.body.Code]).toEqual([400, 'MissingParameter']);
+  });
+
+  it('a route that throws is answered 500 InternalFailure with the request id, never a hang, and logged as an internal failure', async () => {
+    const { createRequestListener } = await import('../../src/api/app.js');
+    const { KmsError } = await import('../../src/domain/errors.js');
+    const http = await import('node:http');
+    const listener = createRequestListener(server.kms, {
+      '/boom': { GET: () => Promise.reject(new Error('secret detail')) },
+      '/refuse': { GET: () => { throw new KmsError('Forbidden.NoPermission', 'no.'); } },
+    });
+    const local = http.createServer(listener);
+    await new Promise<void>((resolve) => local.listen(0, '127.0.0.1', resolve));
+    const port = (local.address() as import('node:net').AddressInfo).port;
+    try {
+      const boom = await fetch(`http://127.0.0.1:${port}/boom`);
+      const body = (await boom.json()) as Record<string, unknown>;
+      expect([boom.status, body.Code]).toEqual([500, 'InternalFailure']);
+      expect(JSON.stringify(body)).not.toContain('secret detail');
+      const refused = await fetch(`http://127.0.0.1:${port}/refuse`);
+      expect([refused.status, ((await refused.json()) as Record<string, unknown>).Code]).toEqual([403, 'Forbidden.NoPermission']);
+      expect(server.logs.some((l) => l.includes('http internal failure') && l.includes(String(body.RequestId)))).toBe(true);
+    } finally {
+      local.closeAllConnections();
+      await new Promise((resolve) => local.close(resolve));
+    }
+  });
+});

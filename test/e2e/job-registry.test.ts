@@ -13,8 +13,10 @@ import { type TestServer, startServer } from '../helpers/server.js';
 /**
  * The registry drives everything that lists queues: createKmsJobs makes one queue per entry,
  * startJobWorkers one running worker per entry, and every entry's scheduler puts its work on
- * its own queue. The workers here run no job (the queues hold only what the test adds, and
- * those are checked before a worker could take them: the workers are paused).
+ * its own queue. The workers here run no job: every queue is paused in Redis, so what the test
+ * adds waits there. (Pausing the workers is not enough: a worker already blocked waiting for a
+ * job when it is paused still takes the next one — BullMQ's fetch does not look at the pause
+ * again — which emptied the wrapping pool's `cleanup` job now and then.)
  */
 let server: TestServer;
 let workers: JobWorkers;
@@ -24,7 +26,7 @@ beforeAll(async () => {
   server = await startServer({ clock, env: { KMS_WRAPPING_KEY_POOL_SIZE: '0' } });
   // No repeatable sweeper: its first run would queue (and run) a reconcile racing the test's.
   workers = await startJobWorkers(server.kms, { sweeper: false });
-  await Promise.all(workers.workers.map((w) => w.pause(true)));
+  await Promise.all(Object.values(server.kms.jobs.queues).map((queue) => queue.pause()));
 });
 
 afterAll(async () => {
@@ -56,6 +58,7 @@ describe('every queue in the registry', () => {
       wrappingPool: () => JOB_QUEUES.wrappingPool.schedule(on('wrappingPool'), 'cleanup'),
       reconciler: () => JOB_QUEUES.reconciler.schedule(on('reconciler')),
       sweeper: () => JOB_QUEUES.sweeper.schedule(on('sweeper'), 60_000),
+      auditDigest: () => JOB_QUEUES.auditDigest.schedule(on('auditDigest')),
     };
     for (const schedule of Object.values(schedules)) await schedule();
     const q = server.kms.jobs.queues;
@@ -65,6 +68,7 @@ describe('every queue in the registry', () => {
     expect(await q.wrappingPool.getJob('cleanup')).toBeDefined();
     expect(await q.reconciler.getJob(RECONCILE_JOB)).toBeDefined();
     expect((await q.sweeper.getJobScheduler(SWEEPER_SCHEDULER_ID))?.every).toBe(60_000);
+    expect((await q.auditDigest.getJobs(['waiting', 'active', 'completed', 'failed'])).map((j) => j.name)).toContain('audit-digest-now');
     // Each delayed job waits for its date by the service clock.
     expect((await q.rotation.getJob(rotationJobId(keyId, due)))?.delay).toBe(3_600_000);
   });

@@ -11,6 +11,7 @@ import { startJobWorkers } from '../../src/jobs/workers.js';
 import { deleteKeyIfDue } from '../../src/services/key-deletion.js';
 import { listAudit } from '../../src/store/audit.js';
 import { getKey } from '../../src/store/keys.js';
+import { createKeyId, createKeyIn } from '../helpers/fixtures.js';
 import { importMaterial, waitFor } from '../helpers/jobs.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -56,8 +57,7 @@ describe('with an injected clock', () => {
   async function createKey(kind: Kind): Promise<{ keyId: string; instanceId: string | null; material?: Buffer }> {
     const instanceId = kind === 'default' ? null : kind.startsWith('hsm') ? server.hsmInstanceId : server.softwareInstanceId;
     const byok = kind.endsWith('byok');
-    const keyId = (await call('CreateKey', { ...(instanceId ? { DKMSInstanceId: instanceId } : {}), ...(byok ? { Origin: 'EXTERNAL' } : {}) })).KeyMetadata
-      .KeyId as string;
+    const keyId = await createKeyId(call, { ...(instanceId ? { DKMSInstanceId: instanceId } : {}), ...(byok ? { Origin: 'EXTERNAL' } : {}) });
     let material: Buffer | undefined;
     if (byok) {
       material = randomBytes(32);
@@ -197,7 +197,7 @@ describe('with the real BullMQ workers', () => {
   });
 
   it('the job ScheduleKeyDeletion schedules deletes the key when the clock reaches DeleteDate', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     const [versionId] = (await server.kms.deps.db.query<{ id: string }>('SELECT id FROM key_versions WHERE key_id = $1', [keyId])).rows.map((r) => r.id);
     await call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 });
     const deleteDate = (await getKey(server.kms.deps.db, keyId))!.deleteDate!;

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKeyId } from '../helpers/fixtures.js';
 import { KMS, type CallApi, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -19,8 +20,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const createKey = async (query: Record<string, unknown> = {}): Promise<string> =>
-  (await call('CreateKey', query)).KeyMetadata.KeyId as string;
 const describe_ = async (keyId: string) => (await call('DescribeKey', { KeyId: keyId })).KeyMetadata as Record<string, string>;
 const settle = <T>(promises: Array<Promise<T>>) =>
   Promise.all(promises.map((p) => p.then(() => 'ok', (e: { data?: { Code?: string } }) => e.data?.Code ?? 'thrown')));
@@ -28,7 +27,7 @@ const settle = <T>(promises: Array<Promise<T>>) =>
 describe('@alicloud/kms20160120@1.2.0', () => {
   it('lists keys in their wrapper, page by page', async () => {
     const client = legacyClient(server.endpoint, server.admin);
-    const ids = [await createKey(), await createKey(), await createKey()];
+    const ids = [await createKeyId(call), await createKeyId(call), await createKeyId(call)];
     const first = await client.listKeys(new KMS.ListKeysRequest({ pageNumber: 1, pageSize: 2 }));
     expect(first.pageNumber).toBe(1);
     expect(first.pageSize).toBe(2);
@@ -47,7 +46,7 @@ describe('@alicloud/kms20160120@1.2.0', () => {
 
   it('disables, enables, schedules and cancels deletion, updates the description', async () => {
     const client = legacyClient(server.endpoint, server.admin);
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     await client.disableKey(new KMS.DisableKeyRequest({ keyId }));
     expect((await describe_(keyId)).KeyState).toBe('Disabled');
     await client.enableKey(new KMS.EnableKeyRequest({ keyId }));
@@ -74,7 +73,7 @@ describe('@alicloud/kms20160120@1.2.0', () => {
 
   it('lists and describes key versions in their wrapper', async () => {
     const client = legacyClient(server.endpoint, server.admin);
-    const keyId = await createKey({ DKMSInstanceId: server.hsmInstanceId });
+    const keyId = await createKeyId(call, { DKMSInstanceId: server.hsmInstanceId });
     const listed = await client.listKeyVersions(new KMS.ListKeyVersionsRequest({ keyId }));
     expect(listed.totalCount).toBe(1);
     const version = listed.keyVersions.keyVersion[0]!;
@@ -85,7 +84,7 @@ describe('@alicloud/kms20160120@1.2.0', () => {
     const described = await client.describeKeyVersion(new KMS.DescribeKeyVersionRequest({ keyId, keyVersionId: version.keyVersionId }));
     expect(described.keyVersion).toEqual({ keyId, keyVersionId: version.keyVersionId, creationDate: version.creationDate });
 
-    const other = await createKey();
+    const other = await createKeyId(call);
     const wrongKey = await sdkError(() => client.describeKeyVersion(new KMS.DescribeKeyVersionRequest({ keyId: other, keyVersionId: version.keyVersionId })));
     expect(wrongKey.code).toBe('Forbidden.KeyNotFound');
     const malformed = await sdkError(() => client.describeKeyVersion(new KMS.DescribeKeyVersionRequest({ keyId, keyVersionId: 'key-123-20v29b' })));
@@ -96,10 +95,10 @@ describe('@alicloud/kms20160120@1.2.0', () => {
 
 describe('ListKeys filters (callApi)', () => {
   it('filters by KeyState, ProtectionLevel, KeySpec and DKMSInstanceId, and counts what it filters', async () => {
-    const disabled = await createKey({ DKMSInstanceId: server.softwareInstanceId });
+    const disabled = await createKeyId(call, { DKMSInstanceId: server.softwareInstanceId });
     await call('DisableKey', { KeyId: disabled });
-    const hsm128 = await createKey({ DKMSInstanceId: server.hsmInstanceId, KeySpec: 'Aliyun_AES_128' });
-    const pendingImport = await createKey({ Origin: 'EXTERNAL' });
+    const hsm128 = await createKeyId(call, { DKMSInstanceId: server.hsmInstanceId, KeySpec: 'Aliyun_AES_128' });
+    const pendingImport = await createKeyId(call, { Origin: 'EXTERNAL' });
 
     const ids = async (filters: unknown, extra: Record<string, unknown> = {}) => {
       const r = await call('ListKeys', { Filters: JSON.stringify(filters), PageSize: 100, ...extra });
@@ -131,7 +130,7 @@ describe('ListKeys filters (callApi)', () => {
 
 describe('deletion protection (callApi; SetDeletionProtection is not in 1.2.0)', () => {
   it('blocks ScheduleKeyDeletion with Forbidden.DeletionProtection (403) until it is turned off', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const arn = (await describe_(keyId)).Arn!;
     await call('SetDeletionProtection', { ProtectedResourceArn: arn, EnableDeletionProtection: true, DeletionProtectionDescription: 'used by billing' });
     const protectedKey = await describe_(keyId);
@@ -156,8 +155,8 @@ describe('deletion protection (callApi; SetDeletionProtection is not in 1.2.0)',
   });
 
   it('names the key by KeyId, ARN or both (which must agree), and needs one of them', async () => {
-    const a = await createKey();
-    const b = await createKey();
+    const a = await createKeyId(call);
+    const b = await createKeyId(call);
     const arnOfB = (await describe_(b)).Arn!;
     const mismatch = await sdkError(() => call('SetDeletionProtection', { KeyId: a, ProtectedResourceArn: arnOfB, EnableDeletionProtection: true }));
     expect(mismatch.code).toBe('InvalidParameter');
@@ -175,7 +174,7 @@ describe('deletion protection (callApi; SetDeletionProtection is not in 1.2.0)',
 
 describe('transitions the key policy decides', () => {
   it('CancelKeyDeletion returns a BYOK key without material to PendingImport, not Enabled', async () => {
-    const keyId = await createKey({ Origin: 'EXTERNAL' });
+    const keyId = await createKeyId(call, { Origin: 'EXTERNAL' });
     expect((await describe_(keyId)).KeyState).toBe('PendingImport');
     await call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 30 });
     expect((await describe_(keyId)).KeyState).toBe('PendingDeletion');
@@ -184,7 +183,7 @@ describe('transitions the key policy decides', () => {
   });
 
   it('suspends automatic rotation while a key is not Enabled and resumes it after (§5.4)', async () => {
-    const keyId = await createKey({ DKMSInstanceId: server.softwareInstanceId, EnableAutomaticRotation: true, RotationInterval: '30d' });
+    const keyId = await createKeyId(call, { DKMSInstanceId: server.softwareInstanceId, EnableAutomaticRotation: true, RotationInterval: '30d' });
     expect((await describe_(keyId)).AutomaticRotation).toBe('Enabled');
     await call('DisableKey', { KeyId: keyId });
     const disabled = await describe_(keyId);
@@ -199,7 +198,7 @@ describe('transitions the key policy decides', () => {
   });
 
   it('accepts the key by alias and by ARN', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     await call('CreateAlias', { AliasName: 'alias/lifecycle-by-alias', KeyId: keyId });
     await call('DisableKey', { KeyId: 'alias/lifecycle-by-alias' });
     expect((await describe_(keyId)).KeyState).toBe('Disabled');
@@ -216,7 +215,7 @@ describe('transitions the key policy decides', () => {
 
 describe('concurrent transitions never interleave', () => {
   it('ten parallel ScheduleKeyDeletion: one succeeds, nine get Rejected.StateModifiedFailed (409)', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const results = await settle(Array.from({ length: 10 }, () => call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 })));
     expect(results.filter((r) => r === 'ok')).toHaveLength(1);
     expect(results.filter((r) => r === 'Rejected.StateModifiedFailed')).toHaveLength(9);
@@ -227,7 +226,7 @@ describe('concurrent transitions never interleave', () => {
 
   it('SetDeletionProtection racing ScheduleKeyDeletion: never a protected key pending deletion', async () => {
     for (let round = 0; round < 8; round++) {
-      const keyId = await createKey();
+      const keyId = await createKeyId(call);
       const [protect, schedule] = await settle([
         call('SetDeletionProtection', { KeyId: keyId, EnableDeletionProtection: true }),
         call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 }),
@@ -241,7 +240,7 @@ describe('concurrent transitions never interleave', () => {
   });
 
   it('a burst of mixed Enable/Disable/Schedule/Cancel leaves the audit trail and the final state consistent', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const actions = ['DisableKey', 'EnableKey', 'ScheduleKeyDeletion', 'CancelKeyDeletion'];
     const calls = Array.from({ length: 24 }, (_, i) => {
       const action = actions[i % actions.length]!;
@@ -251,7 +250,8 @@ describe('concurrent transitions never interleave', () => {
     expect(results.every((r) => r === 'ok' || r === 'Rejected.StateModifiedFailed')).toBe(true);
     // Replaying the successful transitions in commit order must end where the key is.
     const { rows } = await server.kms.deps.db.query<{ detail: { from: string; to: string } }>(
-      'SELECT detail FROM audit_events WHERE key_id = $1 AND action = ANY($2) ORDER BY id',
+      // One key's events share a chain, whose seq order is their commit order.
+      'SELECT detail::jsonb AS detail FROM audit_events WHERE key_id = $1 AND action = ANY($2) ORDER BY chain_id, seq',
       [keyId, actions],
     );
     expect(rows).toHaveLength(results.filter((r) => r === 'ok').length);

@@ -2,6 +2,7 @@ import { constants, createHash, createPublicKey, generateKeyPairSync, publicEncr
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allActions } from '../../src/api/actions/index.js';
 import { USAGE_ACTIONS, USAGE_COLUMNS, type UsageAction, type UsageColumn, usageAllows } from '../../src/domain/key.js';
+import { createKeyIn, instanceOfTier } from '../helpers/fixtures.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -36,9 +37,7 @@ const keys = new Map<string, TestKey>();
 let symmetricDestination: TestKey;
 
 async function makeKey(tier: 'HSM' | 'SOFTWARE', column: UsageColumn): Promise<TestKey> {
-  const created = await call('CreateKey', { DKMSInstanceId: tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId, ...SPEC[column] });
-  const keyId = created.KeyMetadata.KeyId as string;
-  const versionId = created.KeyMetadata.PrimaryKeyVersion as string;
+  const { keyId, versionId } = await createKeyIn(call, instanceOfTier(server, tier), SPEC[column]);
   let blob = Buffer.concat([Buffer.from(versionId), Buffer.alloc(12 + 32, 7)]).toString('base64');
   let rsaCiphertext = Buffer.alloc(256, 1).toString('base64');
   let signature = Buffer.alloc(70, 1).toString('base64');

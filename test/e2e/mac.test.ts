@@ -9,6 +9,7 @@ import * as m from '../../src/hsm/pkcs11/mechanisms.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
 import { reconcileHsmObjects } from '../../src/services/reconciler.js';
 import { getVersion } from '../../src/store/versions.js';
+import { type CreatedKey, createKeyIn, instanceOfTier } from '../helpers/fixtures.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
@@ -40,12 +41,11 @@ const SPEC_OF: Record<MacAlgorithm, string> = {
   HMAC_SHA_512: 'HMAC_SHA512',
 };
 
-async function createMacKey(tier: Tier, keySpec: string): Promise<{ keyId: string; versionId: string }> {
-  const instance = tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId;
+async function createMacKey(tier: Tier, keySpec: string): Promise<CreatedKey> {
   // No KeyUsage: GENERATE/VERIFY_MAC is a MAC spec's default (and only) usage.
-  const created = await call('CreateKey', { DKMSInstanceId: instance, KeySpec: keySpec });
-  expect(created.KeyMetadata).toMatchObject({ ProtectionLevel: tier, KeySpec: keySpec, KeyUsage: 'GENERATE/VERIFY_MAC' });
-  return { keyId: created.KeyMetadata.KeyId as string, versionId: created.KeyMetadata.PrimaryKeyVersion as string };
+  const created = await createKeyIn(call, instanceOfTier(server, tier), { KeySpec: keySpec });
+  expect(created.metadata).toMatchObject({ ProtectionLevel: tier, KeySpec: keySpec, KeyUsage: 'GENERATE/VERIFY_MAC' });
+  return created;
 }
 
 const b64 = (b: Buffer) => b.toString('base64');
@@ -132,7 +132,7 @@ describe.each(TIERS)('%s tier: GenerateMac / VerifyMac', (tier) => {
   });
 
   it('CreateKey: a MAC spec takes only GENERATE/VERIFY_MAC; other specs refuse that usage; no imported MAC material', async () => {
-    const instance = tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId;
+    const instance = instanceOfTier(server, tier);
     const explicit = await call('CreateKey', { DKMSInstanceId: instance, KeySpec: 'HMAC_SHA384', KeyUsage: 'GENERATE/VERIFY_MAC' });
     expect(explicit.KeyMetadata.KeyUsage).toBe('GENERATE/VERIFY_MAC');
     for (const [KeySpec, KeyUsage] of [['HMAC_SHA256', 'ENCRYPT/DECRYPT'], ['HMAC_SHA256', 'SIGN/VERIFY'], ['Aliyun_AES_256', 'GENERATE/VERIFY_MAC'], ['EC_P256', 'GENERATE/VERIFY_MAC']]) {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { EMBEDDED_DB_POOL_SIZE } from '../../src/cli/local-kms.js';
 import { KMS, legacyClient } from '../helpers/sdk.js';
 import { redisServersIn } from '../helpers/processes.js';
 
@@ -97,7 +98,7 @@ describe('npm run quickstart', () => {
     const runtime = JSON.parse(await readFile(runtimePath, 'utf8')) as { databaseUrl: string; redisUrl: string; databasePoolSize: number };
     expect(decodeURIComponent(new URL(runtime.databaseUrl).password)).toBe(secret);
     expect(decodeURIComponent(new URL(runtime.redisUrl).password)).toBe(secret);
-    expect(runtime.databasePoolSize).toBe(1);
+    expect(runtime.databasePoolSize).toBe(EMBEDDED_DB_POOL_SIZE);
 
     // Without the secret, or with a wrong one: refused by both.
     for (const password of ['', 'wrong-password']) {

@@ -1,6 +1,10 @@
 import pkcs11js from 'pkcs11js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { unavailable } from '../../src/domain/errors.js';
+import { systemCaller } from '../../src/services/context.js';
+import { updateInstance } from '../../src/services/instances.js';
+import { deleteKeyIfDue } from '../../src/services/key-deletion.js';
+import { resetRig } from '../../src/services/reset.js';
 import { findObjects } from '../../src/hsm/pkcs11/pkcs11-hsm.js';
 import { withTokenSession } from '../helpers/token-session.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
@@ -59,10 +63,14 @@ describe('50 parallel CreateKey against an HSM instance with a quota of 10', () 
       Array.from({ length: 50 }, (_, i) => call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, Description: `race ${i}` })),
     );
     const created = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value.KeyMetadata.KeyId as string] : []));
-    const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as { data: { Code: string; HttpStatus: number } }] : []));
+    const refused = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as { data: { Code: string; HttpStatus: number; Message: string; RequestId: string } }] : []));
     expect(created).toHaveLength(QUOTA);
     expect(refused).toHaveLength(50 - QUOTA);
-    for (const error of refused) expect([error.data.Code, error.data.HttpStatus]).toEqual(['Rejected.LimitExceeded', 400]);
+    for (const error of refused) {
+      // A 500's message holds only the request id: the cause is in the server's log.
+      const cause = error.data.HttpStatus === 500 ? server.logs.filter((line) => line.includes(error.data.RequestId)).join('') : '';
+      expect([error.data.Code, error.data.HttpStatus], `${error.data.Code}: ${error.data.Message} ${cause}`).toEqual(['Rejected.LimitExceeded', 400]);
+    }
 
     const counts = await instanceCounts(server.hsmInstanceId);
     expect(counts).toEqual({ keys: QUOTA, versions: QUOTA, });
@@ -133,5 +141,68 @@ describe('a failed CreateKey leaves nothing behind', () => {
     const error = await sdkError(() => call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, KeySpec: 'Aliyun_AES_128' }));
     expect(error.code).toBe('InvalidParameter');
     expect(await instanceCounts(server.softwareInstanceId)).toEqual(before);
+  });
+});
+
+describe('the instance counters of versions and keys (migrations 010, 013) follow every path that adds or removes them', () => {
+  /** The counters store/quota.ts keeps, and the versions and keys counted (what they must always equal). */
+  async function counterAndCount(instanceId: string) {
+    const { rows } = await server.kms.deps.db.query<{ counter: number; versions: number; keyCounter: number; keys: number }>(
+      `SELECT versions_used AS counter, (SELECT count(*)::int FROM key_versions WHERE instance_id = $1) AS versions,
+              keys_used AS "keyCounter", (SELECT count(*)::int FROM keys WHERE instance_id = $1) AS keys
+         FROM instances WHERE id = $1`,
+      [instanceId],
+    );
+    return rows[0]!;
+  }
+  const expectAgreement = async (instanceId: string, versions: number) => {
+    const counted = await counterAndCount(instanceId);
+    expect(counted).toMatchObject({ counter: versions, versions });
+    expect(counted.keyCounter).toBe(counted.keys);
+    expect((await keyQuotaInfo(instanceId)).UsedQuantity).toBe(versions);
+    // ListKeys' TotalCount reads the key counters: it matches the keys listed, per instance and in all.
+    const filtered = await call('ListKeys', { PageSize: 100, Filters: JSON.stringify([{ Key: 'DKMSInstanceId', Values: [instanceId] }]) });
+    expect(filtered.TotalCount).toBe(counted.keys);
+    const { rows } = await server.kms.deps.db.query<{ n: number }>('SELECT count(*)::int AS n FROM keys');
+    expect((await call('ListKeys', { PageSize: 1 })).TotalCount).toBe(rows[0]!.n);
+  };
+
+  it('creates, refusals, rotations, a key deletion and a reset', async () => {
+    const instanceId = server.softwareInstanceId;
+    const start = (await counterAndCount(instanceId)).versions;
+    await server.kms.deps.db.query('UPDATE instances SET key_quota = $2 WHERE id = $1', [instanceId, start + 5]);
+
+    const keys = await Promise.all([0, 1, 2].map(async () => (await call('CreateKey', { DKMSInstanceId: instanceId })).KeyMetadata.KeyId as string));
+    await expectAgreement(instanceId, start + 3);
+
+    // Two rotations at once take a unit each, under the same lock.
+    await Promise.all([call('CreateKeyVersion', { KeyId: keys[0] }), call('CreateKeyVersion', { KeyId: keys[1] })]);
+    await expectAgreement(instanceId, start + 5);
+    const full = await sdkError(() => call('CreateKeyVersion', { KeyId: keys[2] }));
+    expect(full.code).toBe('Rejected.LimitExceeded');
+    const fullCreate = await sdkError(() => call('CreateKey', { DKMSInstanceId: instanceId }));
+    expect(fullCreate.code).toBe('Rejected.LimitExceeded');
+    await expectAgreement(instanceId, start + 5);
+
+    // Deleting the rotated key gives back its two units; the freed room is usable at once.
+    await call('ScheduleKeyDeletion', { KeyId: keys[0], PendingWindowInDays: 7 });
+    const { rows } = await server.kms.deps.db.query<{ delete_date: Date }>(
+      `UPDATE keys SET delete_date = now() - interval '1 second' WHERE id = $1 RETURNING delete_date`,
+      [keys[0]],
+    );
+    expect(await deleteKeyIfDue(server.kms.deps, keys[0]!, rows[0]!.delete_date)).toBe('deleted');
+    await expectAgreement(instanceId, start + 3);
+    await call('CreateKeyVersion', { KeyId: keys[2] });
+    await expectAgreement(instanceId, start + 4);
+
+    // A quota lowered below the counter is refused by UpdateKmsInstance's check (the same number).
+    await expect(updateInstance(server.kms.deps, instanceId, { keyQuota: start + 3 }, systemCaller)).rejects.toMatchObject({ code: 'InvalidParameter' });
+
+    // A reset deletes every version: every counter goes back to 0.
+    await resetRig(server.kms.deps, {});
+    await expectAgreement(instanceId, 0);
+    await expectAgreement(server.hsmInstanceId, 0);
+    await call('CreateKey', { DKMSInstanceId: instanceId });
+    await expectAgreement(instanceId, 1);
   });
 });

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createAccessKey } from '../../src/services/access.js';
 import { systemCaller } from '../../src/services/context.js';
+import { createKeyIn, instanceOfTier } from '../helpers/fixtures.js';
 import { type CallApi, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -16,8 +17,8 @@ let softwareKey: string;
 beforeAll(async () => {
   server = await startServer();
   call = openApiClient(server.endpoint, server.admin);
-  hsmKey = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId;
-  softwareKey = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId;
+  hsmKey = (await createKeyIn(call, server.hsmInstanceId)).keyId;
+  softwareKey = (await createKeyIn(call, server.softwareInstanceId)).keyId;
 });
 
 afterAll(async () => {
@@ -79,6 +80,10 @@ describe('ReEncrypt', () => {
     expect((await sdkError(() => call('ReEncrypt', { DestinationKeyId: hsmKey }))).code).toBe('MissingParameter');
     const badCtx = await sdkError(() => call('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: hsmKey, DestinationEncryptionContext: '[1]' }));
     expect({ code: badCtx.code, status: badCtx.statusCode }).toEqual({ code: 'InvalidParameter', status: 400 });
+    // The message names the parameter the client sent (it named "EncryptionContext", which ReEncrypt has not).
+    expect(badCtx.data.Message).toContain('"DestinationEncryptionContext"');
+    const badSource = await sdkError(() => call('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: hsmKey, SourceEncryptionContext: 'not json' }));
+    expect([badSource.code, badSource.data.Message]).toEqual(['InvalidParameter', expect.stringContaining('"SourceEncryptionContext"')]);
     const nowhere = await sdkError(() => call('ReEncrypt', { CiphertextBlob: blob, DestinationKeyId: 'alias/nowhere' }));
     expect({ code: nowhere.code, status: nowhere.statusCode }).toEqual({ code: 'Forbidden.AliasNotFound', status: 404 });
   });
@@ -104,7 +109,7 @@ describe('ReEncrypt', () => {
   });
 
   it('state rules apply to both keys (§5.1): a Disabled or PendingDeletion destination or source → 409', async () => {
-    const fresh = async () => (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const fresh = async () => (await createKeyIn(call, server.softwareInstanceId)).keyId;
     const disabledDest = await fresh();
     await call('DisableKey', { KeyId: disabledDest });
     const pendingDest = await fresh();
@@ -127,11 +132,10 @@ describe('ReEncrypt', () => {
   it.each(['HSM', 'SOFTWARE'] as const)(
     'the asymmetric source form: an AsymmetricEncrypt ciphertext of a %s RSA key, moved under a symmetric key; Decrypt returns its Plaintext',
     async (tier) => {
-      const instance = tier === 'HSM' ? server.hsmInstanceId : server.softwareInstanceId;
-      const rsa = (await call('CreateKey', { DKMSInstanceId: instance, KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' })).KeyMetadata;
-      const source = { SourceKeyId: rsa.KeyId, SourceKeyVersionId: rsa.PrimaryKeyVersion, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' };
+      const rsa = await createKeyIn(call, instanceOfTier(server, tier), { KeySpec: 'RSA_2048', KeyUsage: 'ENCRYPT/DECRYPT' });
+      const source = { SourceKeyId: rsa.keyId, SourceKeyVersionId: rsa.versionId, SourceEncryptionAlgorithm: 'RSAES_OAEP_SHA_1' };
       const secret = Buffer.from([0, 1, 2, 250, 251, 252, 0x41]).toString('base64');
-      const asym = await call('AsymmetricEncrypt', { KeyId: rsa.KeyId, KeyVersionId: rsa.PrimaryKeyVersion, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: secret });
+      const asym = await call('AsymmetricEncrypt', { KeyId: rsa.keyId, KeyVersionId: rsa.versionId, Algorithm: 'RSAES_OAEP_SHA_1', Plaintext: secret });
       const moved = await call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, DestinationEncryptionContext: ctxB, ...source });
       expect(moved.KeyId).toBe(softwareKey);
       expect((await call('Decrypt', { CiphertextBlob: moved.CiphertextBlob, EncryptionContext: ctxB })).Plaintext).toBe(secret);
@@ -142,7 +146,7 @@ describe('ReEncrypt', () => {
       tampered[10]! ^= 1;
       const bad = await sdkError(() => call('ReEncrypt', { CiphertextBlob: tampered.toString('base64'), DestinationKeyId: softwareKey, ...source }));
       expect({ code: bad.code, status: bad.statusCode }).toEqual({ code: 'InvalidCiphertext', status: 400 });
-      const partial = await sdkError(() => call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceKeyId: rsa.KeyId }));
+      const partial = await sdkError(() => call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceKeyId: rsa.keyId }));
       expect({ code: partial.code, status: partial.statusCode }).toEqual({ code: 'MissingParameter', status: 400 });
       const withCtx = await sdkError(() => call('ReEncrypt', { CiphertextBlob: asym.CiphertextBlob, DestinationKeyId: softwareKey, SourceEncryptionContext: ctxA, ...source }));
       expect({ code: withCtx.code, status: withCtx.statusCode }).toEqual({ code: 'InvalidParameter', status: 400 });

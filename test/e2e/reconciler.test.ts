@@ -9,6 +9,7 @@ import { countFlaggedFindings, listFindings } from '../../src/store/reconcile-fi
 import { insertVersion } from '../../src/store/versions.js';
 import { insertWrappingKey } from '../../src/store/wrapping-keys.js';
 import { decryptBlobWithMaterial } from '../helpers/byok.js';
+import { createKeyIn } from '../helpers/fixtures.js';
 import { importMaterial } from '../helpers/jobs.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -61,7 +62,7 @@ const primaryVersion = async (keyId: string) => (await call('DescribeKey', { Key
 
 describe('orphan objects', () => {
   it('are destroyed only when two runs over the grace period found no row; service keys, foreign objects and referenced objects stay', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     const blob = (await call('Encrypt', { KeyId: keyId, Plaintext: 'kept' })).CiphertextBlob as string;
     const orphanKey = randomUUID();
     const orphanPair = randomUUID();
@@ -104,7 +105,7 @@ describe('orphan objects', () => {
   });
 
   it('an object whose row commits after the first sighting (a creation in flight) is not destroyed', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     const versionId = randomUUID();
     await createSecretKey(versionId);
     await reconcile();
@@ -130,7 +131,7 @@ describe('orphan objects', () => {
   });
 
   it('an object left by an import that crashed before its commit (the version row has no material) is an orphan too', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId, { Origin: 'EXTERNAL' })).keyId;
     const versionId = await primaryVersion(keyId);
     await createSecretKey(versionId);
     await reconcile();
@@ -169,9 +170,9 @@ describe('pooled wrapping pairs of the other strict-mode setting', () => {
 
 describe('rows whose object is missing', () => {
   it('are flagged (a log line with the ids, a counted finding) after two runs over the grace period, and never deleted', async () => {
-    const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
+    const keyId = (await createKeyIn(call, server.hsmInstanceId)).keyId;
     const versionId = await primaryVersion(keyId);
-    const byokKeyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
+    const byokKeyId = (await createKeyIn(call, server.softwareInstanceId, { Origin: 'EXTERNAL' })).keyId;
     await call('GetParametersForImport', { KeyId: byokKeyId, WrappingKeySpec: 'RSA_2048', WrappingAlgorithm: 'RSAES_OAEP_SHA_256' });
     const { rows } = await server.kms.deps.db.query<{ id: string }>('SELECT id FROM wrapping_keys WHERE key_id = $1', [byokKeyId]);
     const wrappingKeyId = rows[0]!.id;

@@ -3,6 +3,7 @@ import { ManualClock } from '../../src/clock.js';
 import { rotationJobId, runRotationSweep, scheduleRotation } from '../../src/jobs/rotation.js';
 import { startJobWorkers } from '../../src/jobs/workers.js';
 import { getKey } from '../../src/store/keys.js';
+import { createKeyIn } from '../helpers/fixtures.js';
 import { waitFor } from '../helpers/jobs.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
@@ -29,7 +30,7 @@ afterAll(async () => {
 });
 
 const createKey = async (instanceId: string, interval: string) =>
-  (await call('CreateKey', { DKMSInstanceId: instanceId, EnableAutomaticRotation: true, RotationInterval: interval })).KeyMetadata.KeyId as string;
+  (await createKeyIn(call, instanceId, { EnableAutomaticRotation: true, RotationInterval: interval })).keyId;
 const versionCount = async (keyId: string) =>
   (await server.kms.deps.db.query('SELECT 1 FROM key_versions WHERE key_id = $1', [keyId])).rows.length;
 

@@ -2,10 +2,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ManualClock } from '../../src/clock.js';
 import { isoSeconds } from '../../src/domain/dates.js';
 import { systemCaller } from '../../src/services/context.js';
-import { createInstance, updateInstance } from '../../src/services/instances.js';
+import { updateInstance } from '../../src/services/instances.js';
 import { listKeysDueForRotation, rotateKeyIfDue } from '../../src/services/rotation.js';
 import { listAudit } from '../../src/store/audit.js';
 import { updateKey } from '../../src/store/keys.js';
+import { createInstanceIn } from '../helpers/fixtures.js';
 import { type CallApi, KMS, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -37,7 +38,7 @@ type Tier = 'SOFTWARE' | 'HSM';
 
 /** A fresh instance per test: its quota counts only this test's versions. */
 async function instance(type: Tier, keyQuota = 10): Promise<string> {
-  return (await createInstance(server.kms.deps, { type, keyQuota, qps: 1000 }, systemCaller)).id;
+  return createInstanceIn(server, { type, keyQuota, qps: 1000 });
 }
 
 async function createKey(params: Record<string, unknown>): Promise<Record<string, any>> {
@@ -144,7 +145,14 @@ describe.each<Tier>(['SOFTWARE', 'HSM'])('seed 002 on a %s key', (tier) => {
     expect(all.map((v) => v.KeyVersionState)).toEqual(['Enabled', 'Enabled', 'Enabled']);
     expect(await keyQuota(instanceId)).toEqual({ ResourceType: 'key', ResourceQuota: 10, UsedQuantity: 3 });
     const described = await call('DescribeKeyVersion', { KeyId: keyId, KeyVersionId: v1!.KeyVersionId });
-    expect(described.KeyVersion).toEqual({ KeyId: keyId, KeyVersionId: v1!.KeyVersionId, CreationDate: isoSeconds(t0), KeyVersionState: 'Enabled' });
+    expect(described.KeyVersion).toEqual({
+      KeyId: keyId,
+      KeyVersionId: v1!.KeyVersionId,
+      CreationDate: isoSeconds(t0),
+      KeyVersionState: 'Enabled',
+      // Usage per key version (issue 17): what this version has sealed so far, as last flushed.
+      EncryptionCount: expect.any(Number),
+    });
     if (tier === 'HSM') {
       for (const v of all) expect(await server.kms.deps.hsm.hasVersionKey(v.KeyVersionId)).toBe(true);
     }

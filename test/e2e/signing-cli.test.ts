@@ -6,6 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getVersion } from '../../src/store/versions.js';
+import { createKeyIn } from '../helpers/fixtures.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -74,10 +75,7 @@ async function shell(line: string): Promise<{ stdout: string; stderr: string }> 
   return sh('sh', ['-c', line], { env, cwd: dir });
 }
 
-async function createKey(instanceId: string, KeySpec: string, KeyUsage?: string): Promise<{ keyId: string; versionId: string }> {
-  const created = await call('CreateKey', { DKMSInstanceId: instanceId, KeySpec, ...(KeyUsage ? { KeyUsage } : {}) });
-  return { keyId: created.KeyMetadata.KeyId as string, versionId: created.KeyMetadata.PrimaryKeyVersion as string };
-}
+const createKey = (instanceId: string, KeySpec: string, KeyUsage?: string) => createKeyIn(call, instanceId, { KeySpec, ...(KeyUsage ? { KeyUsage } : {}) });
 
 describe('kms public-key | sign | verify', () => {
   const PIPELINE_CASES = [

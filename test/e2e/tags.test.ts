@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKeyId } from '../helpers/fixtures.js';
 import { KMS, type CallApi, legacyClient, openApiClient, sdkError } from '../helpers/sdk.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 
@@ -15,8 +16,6 @@ afterAll(async () => {
   await server?.stop();
 });
 
-const createKey = async (query: Record<string, unknown> = {}): Promise<string> =>
-  (await call('CreateKey', query)).KeyMetadata.KeyId as string;
 const tagsJson = (pairs: Record<string, string>) => JSON.stringify(Object.entries(pairs).map(([TagKey, TagValue]) => ({ TagKey, TagValue })));
 const tagsOf = async (keyId: string) =>
   Object.fromEntries(((await call('ListResourceTags', { KeyId: keyId })).Tags.Tag as Array<{ TagKey: string; TagValue: string }>).map((t) => [t.TagKey, t.TagValue]));
@@ -24,7 +23,7 @@ const tagsOf = async (keyId: string) =>
 describe('@alicloud/kms20160120@1.2.0: TagResource, UntagResource, ListResourceTags', () => {
   it('tags, overwrites, lists in the Tags.Tag wrapper and untags', async () => {
     const client = legacyClient(server.endpoint, server.admin);
-    const keyId = await createKey({ Tags: tagsJson({ team: 'payments' }) });
+    const keyId = await createKeyId(call, { Tags: tagsJson({ team: 'payments' }) });
     await client.tagResource(new KMS.TagResourceRequest({ keyId, tags: tagsJson({ env: 'prod', 'cost:center': 'a/b\\c_d-e.f+g=h@i' }) }));
     await client.tagResource(new KMS.TagResourceRequest({ keyId, tags: tagsJson({ env: 'staging' }) }));
     const listed = await client.listResourceTags(new KMS.ListResourceTagsRequest({ keyId }));
@@ -40,7 +39,7 @@ describe('@alicloud/kms20160120@1.2.0: TagResource, UntagResource, ListResourceT
 
 describe('callApi: the 20-tag limit and validation', () => {
   it('counts existing tags: 18 + 2 new is fine, + 1 more is Rejected.LimitExceeded, overwriting is not adding', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const eighteen = Object.fromEntries(Array.from({ length: 18 }, (_, i) => [`k${i}`, `v${i}`]));
     await call('TagResource', { KeyId: keyId, Tags: tagsJson(eighteen) });
     await call('TagResource', { KeyId: keyId, Tags: tagsJson({ k18: 'x', k19: 'y', k0: 'overwritten' }) });
@@ -53,7 +52,7 @@ describe('callApi: the 20-tag limit and validation', () => {
   });
 
   it('refuses bad tags with InvalidParameter (400)', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const cases: Array<[string, string]> = [
       ['21 tags in one call', tagsJson(Object.fromEntries(Array.from({ length: 21 }, (_, i) => [`k${i}`, 'v'])))],
       ['acs: key', tagsJson({ 'acs:owner': 'x' })],
@@ -79,13 +78,23 @@ describe('callApi: the 20-tag limit and validation', () => {
     expect([secret.code, secret.statusCode]).toEqual(['Rejected.UnsupportedOperation', 400]);
     const none = await sdkError(() => call('TagResource', { Tags: tagsJson({ a: 'b' }) }));
     expect(none.code).toBe('MissingParameter');
+    // Two resources at once is refused, not the key tagged and the other name ignored (found by a probe).
+    const keyId = await createKeyId(call);
+    for (const other of [{ SecretName: 's' }, { CertificateId: 'c' }]) {
+      for (const action of ['TagResource', 'UntagResource'] as const) {
+        const extra = action === 'TagResource' ? { Tags: tagsJson({ both: 'x' }) } : { TagKeys: JSON.stringify(['both']) };
+        const both = await sdkError(() => call(action, { KeyId: keyId, ...other, ...extra }));
+        expect([both.code, both.statusCode]).toEqual(['InvalidParameter', 400]);
+      }
+    }
+    expect(await tagsOf(keyId)).toEqual({});
   });
 });
 
 describe('callApi: TagResources, UntagResources, ListTagResources (ResourceId.N, Tag.N.Key)', () => {
   it('tags several keys at once, lists them in the TagResources wrapper, untags some or all', async () => {
-    const a = await createKey();
-    const b = await createKey();
+    const a = await createKeyId(call);
+    const b = await createKeyId(call);
     await call('TagResources', {
       ResourceType: 'key',
       ResourceId: [a, b],
@@ -120,7 +129,7 @@ describe('callApi: TagResources, UntagResources, ListTagResources (ResourceId.N,
   it('pages with NextToken (200 rows a page) without losing or repeating a pair', async () => {
     const keys: string[] = [];
     for (let i = 0; i < 11; i++) {
-      const keyId = await createKey();
+      const keyId = await createKeyId(call);
       keys.push(keyId);
       await call('TagResource', { KeyId: keyId, Tags: tagsJson(Object.fromEntries(Array.from({ length: 20 }, (_, j) => [`page-${j}`, `${i}`]))) });
     }
@@ -141,15 +150,15 @@ describe('callApi: TagResources, UntagResources, ListTagResources (ResourceId.N,
   });
 
   it('is all-or-nothing across keys: one key over the limit tags none', async () => {
-    const roomy = await createKey();
-    const full = await createKey({ Tags: tagsJson(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`t${i}`, 'x']))) });
+    const roomy = await createKeyId(call);
+    const full = await createKeyId(call, { Tags: tagsJson(Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`t${i}`, 'x']))) });
     const error = await sdkError(() => call('TagResources', { ResourceType: 'key', ResourceId: [roomy, full], Tag: [{ Key: 'new', Value: 'y' }] }));
     expect(error.code).toBe('Rejected.LimitExceeded');
     expect(await tagsOf(roomy)).toEqual({});
   });
 
   it('validates: ResourceType, missing ResourceId.N / Tag.N / TagKey.N, acs: keys, 21 tags, unknown keys', async () => {
-    const keyId = await createKey();
+    const keyId = await createKeyId(call);
     const cases: Array<[string, string, Record<string, unknown>, string]> = [
       ['secret type', 'TagResources', { ResourceType: 'secret', ResourceId: [keyId], Tag: [{ Key: 'a', Value: 'b' }] }, 'InvalidParameter'],
       ['no type', 'TagResources', { ResourceId: [keyId], Tag: [{ Key: 'a', Value: 'b' }] }, 'MissingParameter'],

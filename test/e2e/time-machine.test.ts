@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatTimestamp } from '../../src/api/signature.js';
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import { type JobWorkers, startJobWorkers } from '../../src/jobs/workers.js';
 import { manualClockProcesses } from '../../src/shared-offset-clock.js';
 import { encodeQuery, send, v1Params } from '../helpers/raw-rpc.js';

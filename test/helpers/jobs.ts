@@ -1,4 +1,4 @@
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import type { CallApi } from './sdk.js';
 
 /** Bounded polling: re-checks every `everyMs` until `check` holds, failing after `timeoutMs` (no fixed sleeps). */

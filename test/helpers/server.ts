@@ -66,6 +66,10 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
   );
   // No clock given: the one KMS_CLOCK chooses (system unless options.env says manual).
   const kms = await createKms(config, { ...(options.clock ? { clock: options.clock } : {}), logger, pin: token.userPin });
+  // A node serves before its cache invalidation channel has subscribed if that takes over
+  // 1 s (caches then live only KMS_CACHE_FALLBACK_TTL_MS): on a loaded test machine it can,
+  // and a test of cross-node invalidation would see a change late. Tests start subscribed.
+  await untilSubscribed(kms, 15_000);
   let http: RunningServer;
   try {
     http = await startHttpServer(kms, '127.0.0.1', 0);
@@ -90,11 +94,18 @@ export async function startServer(options: TestServerOptions = {}): Promise<Test
     async stop() {
       await http.close();
       // The queues live under this server's own test prefix: leave nothing in the shared Redis.
+      // (SCAN walks the whole keyspace, nonces included: large batches, fewer round trips.)
       await kms.jobs.close();
-      for await (const keys of kms.redis.scanStream({ match: `${config.jobs.queuePrefix}:*`, count: 500 }) as AsyncIterable<string[]>) {
+      for await (const keys of kms.redis.scanStream({ match: `${config.jobs.queuePrefix}:*`, count: 20_000 }) as AsyncIterable<string[]>) {
         if (keys.length > 0) await kms.redis.del(...keys);
       }
       await kms.close();
     },
   };
+}
+
+/** Waits (bounded; a test that starts with Redis down goes on without) for the node's invalidation channel. */
+async function untilSubscribed(kms: Kms, boundMs: number): Promise<void> {
+  const until = Date.now() + boundMs;
+  while (!kms.caches.invalidation.subscribed && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 10));
 }

@@ -3,7 +3,10 @@ import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { ensureMasterWrappingKey } from '../../src/hsm/pkcs11/master-key.js';
 import { provisionSoftHsmToken } from '../../src/hsm/provision.js';
+
+const SOFTHSM_MODULE_PATH = '/usr/lib/softhsm/libsofthsm2.so';
 
 export interface TestToken {
   dataDir: string;
@@ -29,6 +32,8 @@ export function testToken(): Promise<TestToken> {
     const soPin = randomBytes(8).toString('hex');
     delete process.env.SOFTHSM2_CONF;
     const { confPath } = await provisionSoftHsmToken({ dataDir, tokenLabel: label, userPin, soPin, log: () => undefined });
+    // As `kms hsm init` does: the master wrapping key of HsmEncryptedDatabase storage (SO step).
+    await ensureMasterWrappingKey({ modulePath: SOFTHSM_MODULE_PATH, tokenLabel: label, userPin, soPin });
     return { dataDir, label, userPin, soPin, confPath };
   })();
   return token;

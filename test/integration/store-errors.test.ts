@@ -223,6 +223,27 @@ describe('an unreachable store answers 503', () => {
   });
 });
 
+describe('socket errors are connection losses, whatever their code looks like', () => {
+  it('a real EPIPE (a write to a socket the server closed) is 503, not an unknown SQLSTATE and a 500', async () => {
+    // EPIPE is five capitals, the shape of a SQLSTATE: it once was answered 500 InternalFailure
+    // when a node wrote to a connection the stopping store had closed (store-outage-nodes).
+    // A server that closes each connection at once; the client writes on after the close.
+    const closing = net.createServer((socket) => socket.destroy());
+    await new Promise<void>((resolve) => closing.listen(0, '127.0.0.1', resolve));
+    const epipe = await new Promise<Error>((resolve) => {
+      const socket = net.connect({ port: (closing.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
+      socket.once('error', resolve);
+      socket.once('end', function writeOn() {
+        if (!socket.destroyed) socket.write(Buffer.alloc(65_536), () => setTimeout(writeOn, 5));
+      });
+      socket.resume();
+    });
+    await new Promise<void>((resolve) => closing.close(() => resolve()));
+    expect((epipe as { code?: string }).code).toBe('EPIPE');
+    expect(answer(epipe)).toBe(UNAVAILABLE);
+  });
+});
+
 async function unusedPort(): Promise<number> {
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

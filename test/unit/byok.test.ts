@@ -1,7 +1,7 @@
 import { constants, generateKeyPairSync, privateDecrypt, randomBytes } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { wrapKeyMaterial } from '../../src/cli/wrap-material.js';
+import { wrapKeyMaterial } from '../../src/domain/client-wrap.js';
 import {
   type KeyManagementType,
   WRAPPING_ALGORITHMS,

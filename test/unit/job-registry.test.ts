@@ -17,7 +17,7 @@ describe('the queue registry', () => {
     }
   });
 
-  it('has the concerns DESIGN.md names: material expiry, rotation, key deletion, wrapping pool, reconciler, sweeper', () => {
-    expect(queueEntries().map(([, d]) => d.name).sort()).toEqual(['key-deletion', 'material-expiry', 'reconciler', 'rotation', 'sweeper', 'wrapping-pool']);
+  it('has the concerns DESIGN.md names: material expiry, rotation, key deletion, wrapping pool, reconciler, sweeper, and the audit digests', () => {
+    expect(queueEntries().map(([, d]) => d.name).sort()).toEqual(['audit-digest', 'key-deletion', 'material-expiry', 'reconciler', 'rotation', 'sweeper', 'wrapping-pool']);
   });
 });

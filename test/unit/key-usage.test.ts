@@ -102,6 +102,27 @@ describe('asymmetric encodings', () => {
     expect(ecdsaDerToRaw(Buffer.from(`30260221${'11'.repeat(33)}020101`, 'hex'), 32)).toBeUndefined();
   });
 
+  it('ecdsaDerToRaw refuses BER forms of a valid signature, as OpenSSL does (a probe found them verified true)', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const message = Buffer.from('ber');
+    const der = sign('sha256', message, privateKey);
+    expect(ecdsaDerToRaw(der, 32)).toBeDefined();
+    // SEQUENCE { INTEGER r, INTEGER s } with r re-encoded with one more leading zero byte.
+    const rLength = der[3] as number;
+    const r = der.subarray(4, 4 + rLength);
+    const rest = der.subarray(4 + rLength);
+    const paddedR = Buffer.concat([Buffer.from([0x02, rLength + 1, 0x00]), r]);
+    const padded = Buffer.concat([Buffer.from([0x30, paddedR.length + rest.length]), paddedR, rest]);
+    // The same content behind a long-form SEQUENCE length.
+    const longForm = Buffer.concat([Buffer.from([0x30, 0x81, der[1] as number]), der.subarray(2)]);
+    for (const ber of [padded, longForm]) {
+      expect(verify('sha256', message, publicKey, ber)).toBe(false);
+      expect(ecdsaDerToRaw(ber, 32)).toBeUndefined();
+    }
+    // A negative INTEGER (high bit set, no zero byte in front).
+    expect(ecdsaDerToRaw(Buffer.from('3006020180020101', 'hex'), 32)).toBeUndefined();
+  });
+
   it('Digest must be strict base64 of 32 bytes', () => {
     expect(decodeDigest(Buffer.alloc(32, 7).toString('base64'))).toEqual(Buffer.alloc(32, 7));
     for (const bad of [Buffer.alloc(31).toString('base64'), Buffer.alloc(33).toString('base64'), 'not base64!', '']) {

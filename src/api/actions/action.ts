@@ -12,6 +12,8 @@ export interface ActionContext {
   kms: KmsServices;
   caller: Caller;
   requestId: string;
+  /** The `x-kms-idempotency-key` header, as sent (services/idempotency.ts checks it). */
+  idempotencyKey?: string | undefined;
 }
 
 /** One RPC action: its parameter schema and a handler that calls one use case and shapes the answer. */

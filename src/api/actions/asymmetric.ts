@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ASYMMETRIC_ENCRYPTION_ALGORITHMS, SIGNING_ALGORITHMS } from '../../domain/asymmetric.js';
 import { asymmetricDecrypt, asymmetricEncrypt, asymmetricSign, asymmetricVerify, getPublicKey } from '../../services/asymmetric.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 /**
@@ -21,7 +21,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object(target),
     async handle(params, { kms, caller }) {
-      const result = await getPublicKey(kms.deps, { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun }, caller);
+      const result = await getPublicKey(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, PublicKey: result.publicKeyPem };
     },
   }),
@@ -30,11 +30,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object({ ...target, Algorithm: signingAlgorithm(), Digest: p.string(1024) }),
     async handle(params, { kms, caller }) {
-      const result = await asymmetricSign(
-        kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, digest: params.Digest },
-        caller,
-      );
+      const result = await asymmetricSign(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Value: result.value };
     },
   }),
@@ -43,11 +39,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object({ ...target, Algorithm: signingAlgorithm(), Digest: p.string(1024), Value: p.string(4096) }),
     async handle(params, { kms, caller }) {
-      const result = await asymmetricVerify(
-        kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, digest: params.Digest, value: params.Value },
-        caller,
-      );
+      const result = await asymmetricVerify(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Value: result.value };
     },
   }),
@@ -56,11 +48,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object({ ...target, Algorithm: encryptionAlgorithm(), Plaintext: p.string(8192) }),
     async handle(params, { kms, caller }) {
-      const result = await asymmetricEncrypt(
-        kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, plaintext: params.Plaintext },
-        caller,
-      );
+      const result = await asymmetricEncrypt(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, CiphertextBlob: result.ciphertextBlob };
     },
   }),
@@ -69,11 +57,7 @@ export const asymmetricActions = {
     access: 'use',
     params: z.object({ ...target, Algorithm: encryptionAlgorithm(), CiphertextBlob: p.string(8192) }),
     async handle(params, { kms, caller }) {
-      const result = await asymmetricDecrypt(
-        kms.deps,
-        { keyId: params.KeyId, keyVersionId: params.KeyVersionId, dryRun: params.DryRun, algorithm: params.Algorithm, ciphertextBlob: params.CiphertextBlob },
-        caller,
-      );
+      const result = await asymmetricDecrypt(kms.deps, serviceInput(params), caller);
       try {
         return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Plaintext: result.plaintext.toString('base64') };
       } finally {

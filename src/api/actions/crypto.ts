@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { decrypt, encrypt } from '../../services/crypto.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 export const cryptoActions = {
@@ -13,11 +13,7 @@ export const cryptoActions = {
       DryRun: p.boolean().optional(),
     }),
     async handle(params, { kms, caller }) {
-      const result = await encrypt(
-        kms.deps,
-        { keyId: params.KeyId, plaintext: params.Plaintext, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
-        caller,
-      );
+      const result = await encrypt(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, CiphertextBlob: result.ciphertextBlob };
     },
   }),
@@ -30,11 +26,7 @@ export const cryptoActions = {
       DryRun: p.boolean().optional(),
     }),
     async handle(params, { kms, caller }) {
-      const result = await decrypt(
-        kms.deps,
-        { ciphertextBlob: params.CiphertextBlob, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
-        caller,
-      );
+      const result = await decrypt(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Plaintext: result.plaintext };
     },
   }),

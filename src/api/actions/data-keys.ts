@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DATA_KEY_SPECS, EXPORT_KEY_SPECS, MAX_DATA_KEY_BYTES, MIN_DATA_KEY_BYTES } from '../../domain/data-keys.js';
 import { WRAPPING_ALGORITHMS } from '../../domain/byok.js';
 import { exportDataKey, generateAndExportDataKey, generateDataKey, generateDataKeyWithoutPlaintext } from '../../services/data-keys.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 /** Data keys for envelope encryption (alibaba-api.md §3.4; docs/api.md "Data keys"). */
@@ -27,11 +27,7 @@ export const dataKeyActions = {
     access: 'use',
     params: z.object(dataKeyFields),
     async handle(params, { kms, caller }) {
-      const r = await generateDataKey(
-        kms.deps,
-        { keyId: params.KeyId, keySpec: params.KeySpec, numberOfBytes: params.NumberOfBytes, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
-        caller,
-      );
+      const r = await generateDataKey(kms.deps, serviceInput(params), caller);
       return { KeyId: r.keyId, KeyVersionId: r.keyVersionId, Plaintext: r.plaintext, CiphertextBlob: r.ciphertextBlob };
     },
   }),
@@ -40,11 +36,7 @@ export const dataKeyActions = {
     access: 'use',
     params: z.object(dataKeyFields),
     async handle(params, { kms, caller }) {
-      const r = await generateDataKeyWithoutPlaintext(
-        kms.deps,
-        { keyId: params.KeyId, keySpec: params.KeySpec, numberOfBytes: params.NumberOfBytes, encryptionContext: params.EncryptionContext, dryRun: params.DryRun },
-        caller,
-      );
+      const r = await generateDataKeyWithoutPlaintext(kms.deps, serviceInput(params), caller);
       return { KeyId: r.keyId, KeyVersionId: r.keyVersionId, CiphertextBlob: r.ciphertextBlob };
     },
   }),
@@ -53,20 +45,7 @@ export const dataKeyActions = {
     access: 'use',
     params: z.object({ ...dataKeyFields, ...exportFields }),
     async handle(params, { kms, caller }) {
-      const r = await generateAndExportDataKey(
-        kms.deps,
-        {
-          keyId: params.KeyId,
-          keySpec: params.KeySpec,
-          numberOfBytes: params.NumberOfBytes,
-          encryptionContext: params.EncryptionContext,
-          publicKeyBlob: params.PublicKeyBlob,
-          wrappingAlgorithm: params.WrappingAlgorithm,
-          wrappingKeySpec: params.WrappingKeySpec,
-          dryRun: params.DryRun,
-        },
-        caller,
-      );
+      const r = await generateAndExportDataKey(kms.deps, serviceInput(params), caller);
       return { KeyId: r.keyId, KeyVersionId: r.keyVersionId, CiphertextBlob: r.ciphertextBlob, ExportedDataKey: r.exportedDataKey };
     },
   }),
@@ -80,18 +59,7 @@ export const dataKeyActions = {
       ...exportFields,
     }),
     async handle(params, { kms, caller }) {
-      const r = await exportDataKey(
-        kms.deps,
-        {
-          ciphertextBlob: params.CiphertextBlob,
-          encryptionContext: params.EncryptionContext,
-          publicKeyBlob: params.PublicKeyBlob,
-          wrappingAlgorithm: params.WrappingAlgorithm,
-          wrappingKeySpec: params.WrappingKeySpec,
-          dryRun: params.DryRun,
-        },
-        caller,
-      );
+      const r = await exportDataKey(kms.deps, serviceInput(params), caller);
       return { KeyId: r.keyId, KeyVersionId: r.keyVersionId, ExportedDataKey: r.exportedDataKey };
     },
   }),

@@ -4,7 +4,7 @@ import { isoSeconds } from '../../domain/dates.js';
 import { IMPORT_TYPES, importKeyMaterial } from '../../services/import.js';
 import { getParametersForImport } from '../../services/import-params.js';
 import { deleteKeyMaterial } from '../../services/key-material.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 /** Seed 000 / alibaba-api.md §3.2: GetParametersForImport, ImportKeyMaterial, DeleteKeyMaterial. */
@@ -17,11 +17,7 @@ export const importActions = {
       WrappingAlgorithm: p.enum(WRAPPING_ALGORITHMS),
     }),
     async handle(params, { kms, caller }) {
-      const result = await getParametersForImport(
-        kms.deps,
-        { keyId: params.KeyId, wrappingKeySpec: params.WrappingKeySpec, wrappingAlgorithm: params.WrappingAlgorithm },
-        caller,
-      );
+      const result = await getParametersForImport(kms.deps, serviceInput(params), caller);
       return {
         KeyId: result.keyId,
         ImportToken: result.importToken,
@@ -43,17 +39,7 @@ export const importActions = {
       ImportType: p.enum(IMPORT_TYPES).optional(),
     }),
     async handle(params, { kms, caller }) {
-      await importKeyMaterial(
-        kms.deps,
-        {
-          keyId: params.KeyId,
-          encryptedKeyMaterial: params.EncryptedKeyMaterial,
-          importToken: params.ImportToken,
-          keyMaterialExpireUnix: params.KeyMaterialExpireUnix,
-          importType: params.ImportType,
-        },
-        caller,
-      );
+      await importKeyMaterial(kms.deps, serviceInput(params), caller);
       return {};
     },
   }),

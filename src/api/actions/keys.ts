@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { invalidParameter } from '../../domain/errors.js';
 import { keyArn } from '../../domain/ids.js';
 import { parseRotationInterval } from '../../domain/rotation.js';
 import { parseTags } from '../../domain/tags.js';
@@ -13,8 +14,9 @@ import {
   setDeletionProtection,
   updateKeyDescription,
 } from '../../services/key-lifecycle.js';
-import { loadKey } from '../../services/key-lookup.js';
-import { createKey } from '../../services/keys.js';
+import { findKey } from '../../services/key-lookup.js';
+import { type CreateKeyInput, createKey } from '../../services/keys.js';
+import { createKeyOnce, idempotencyToken, parseClientToken } from '../../services/idempotency.js';
 import { p } from '../params.js';
 import { keyMetadata } from '../presenters.js';
 import { defineAction } from './action.js';
@@ -37,24 +39,24 @@ export const keyActions = {
       KeyStorageMechanism: p.enum(['HsmInternal', 'HsmEncryptedDatabase']).optional(),
       Policy: p.optionalString(32_768),
       Tags: p.optionalString(65_536),
+      // Issue 19: a retry with the same token answers the key the first attempt made (services/idempotency.ts).
+      ClientToken: p.optionalString(64),
     }),
-    async handle(params, { kms, caller }) {
-      const key = await createKey(
-        kms.deps,
-        {
-          instanceId: params.DKMSInstanceId || undefined,
-          keySpec: params.KeySpec || undefined,
-          keyUsage: params.KeyUsage,
-          origin: params.Origin,
-          protectionLevel: params.ProtectionLevel,
-          description: params.Description,
-          enableAutomaticRotation: params.EnableAutomaticRotation,
-          rotationIntervalSeconds: params.RotationInterval ? parseRotationInterval(params.RotationInterval) : undefined,
-          keyStorageMechanism: params.KeyStorageMechanism,
-          tags: params.Tags ? parseTags(params.Tags) : undefined,
-        },
-        caller,
-      );
+    async handle(params, { kms, caller, idempotencyKey }) {
+      const token = clientTokenOf(params.ClientToken || undefined, idempotencyKey);
+      const input: CreateKeyInput = {
+        instanceId: params.DKMSInstanceId || undefined,
+        keySpec: params.KeySpec || undefined,
+        keyUsage: params.KeyUsage,
+        origin: params.Origin,
+        protectionLevel: params.ProtectionLevel,
+        description: params.Description,
+        enableAutomaticRotation: params.EnableAutomaticRotation,
+        rotationIntervalSeconds: params.RotationInterval ? parseRotationInterval(params.RotationInterval) : undefined,
+        keyStorageMechanism: params.KeyStorageMechanism,
+        tags: params.Tags ? parseTags(params.Tags) : undefined,
+      };
+      const key = token ? await createKeyOnce(kms.deps, input, caller, idempotencyToken(token, params)) : await createKey(kms.deps, input, caller);
       const { DeletionProtection: _dp, DeletionProtectionDescription: _dpd, ...metadata } = keyMetadata(key, kms.deps.config);
       return { KeyMetadata: metadata };
     },
@@ -64,7 +66,7 @@ export const keyActions = {
     access: 'read',
     params: z.object({ KeyId: p.string(2048) }),
     async handle(params, { kms, caller }) {
-      const key = await loadKey(kms.deps, kms.deps.db, params.KeyId, caller);
+      const key = await findKey(kms.deps, params.KeyId, caller);
       return { KeyMetadata: keyMetadata(key, kms.deps.config) };
     },
   }),
@@ -162,3 +164,13 @@ export const keyActions = {
     },
   }),
 };
+
+/** The client token of a creating call: `ClientToken` or the `x-kms-idempotency-key` header (the same, when both are sent). */
+function clientTokenOf(parameter: string | undefined, header: string | undefined): string | undefined {
+  const fromParameter = parameter === undefined ? undefined : parseClientToken(parameter, 'ClientToken');
+  const fromHeader = header === undefined ? undefined : parseClientToken(header, 'x-kms-idempotency-key');
+  if (fromParameter !== undefined && fromHeader !== undefined && fromParameter !== fromHeader) {
+    throw invalidParameter('ClientToken', 'ClientToken and the x-kms-idempotency-key header differ: send one token.');
+  }
+  return fromParameter ?? fromHeader;
+}

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { MAC_ALGORITHM_NAMES, MAX_MAC_MESSAGE_CHARS } from '../../domain/mac.js';
 import { generateMac, verifyMac } from '../../services/mac.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 /**
@@ -21,11 +21,7 @@ export const macActions = {
     access: 'use',
     params: z.object(common),
     async handle(params, { kms, caller }) {
-      const result = await generateMac(
-        kms.deps,
-        { keyId: params.KeyId, algorithm: params.Algorithm, message: params.Message, dryRun: params.DryRun },
-        caller,
-      );
+      const result = await generateMac(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, KeyVersionId: result.keyVersionId, Algorithm: result.algorithm, Mac: result.mac };
     },
   }),
@@ -35,11 +31,7 @@ export const macActions = {
     // 88 characters hold the longest MAC (64 bytes); longer is refused by the schema.
     params: z.object({ ...common, Mac: p.string(88) }),
     async handle(params, { kms, caller }) {
-      const result = await verifyMac(
-        kms.deps,
-        { keyId: params.KeyId, algorithm: params.Algorithm, message: params.Message, mac: params.Mac, dryRun: params.DryRun },
-        caller,
-      );
+      const result = await verifyMac(kms.deps, serviceInput(params), caller);
       return { KeyId: result.keyId, Algorithm: result.algorithm, Value: result.value };
     },
   }),

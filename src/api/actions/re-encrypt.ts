@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { reEncrypt } from '../../services/re-encrypt.js';
-import { p } from '../params.js';
+import { p, serviceInput } from '../params.js';
 import { defineAction } from './action.js';
 
 /** ReEncrypt (alibaba-api.md §3.4; docs/api.md "ReEncrypt"). */
@@ -18,20 +18,7 @@ export const reEncryptActions = {
       DryRun: p.boolean().optional(),
     }),
     async handle(params, { kms, caller }) {
-      const r = await reEncrypt(
-        kms.deps,
-        {
-          ciphertextBlob: params.CiphertextBlob,
-          sourceEncryptionContext: params.SourceEncryptionContext,
-          destinationKeyId: params.DestinationKeyId,
-          destinationEncryptionContext: params.DestinationEncryptionContext,
-          sourceKeyId: params.SourceKeyId,
-          sourceKeyVersionId: params.SourceKeyVersionId,
-          sourceEncryptionAlgorithm: params.SourceEncryptionAlgorithm,
-          dryRun: params.DryRun,
-        },
-        caller,
-      );
+      const r = await reEncrypt(kms.deps, serviceInput(params), caller);
       return { KeyId: r.keyId, KeyVersionId: r.keyVersionId, CiphertextBlob: r.ciphertextBlob };
     },
   }),

@@ -14,6 +14,10 @@ const MAX_RESOURCES = 50;
  * This service has keys only: the other two are a clear refusal, not a silent no-op.
  */
 function keyIdOf(params: { KeyId?: string | undefined; SecretName?: string | undefined; CertificateId?: string | undefined }): string {
+  const named = [params.KeyId, params.SecretName, params.CertificateId].filter((n) => n !== undefined).length;
+  if (named > 1) {
+    throw invalidParameter('KeyId', 'Name exactly one resource: KeyId, SecretName or CertificateId, not several.');
+  }
   if (params.KeyId !== undefined) return params.KeyId;
   if (params.SecretName !== undefined || params.CertificateId !== undefined) {
     throw unsupportedOperation('This service manages keys only: name the resource with KeyId.');

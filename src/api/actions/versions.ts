@@ -4,6 +4,7 @@ import { parseRotationInterval } from '../../domain/rotation.js';
 import { describeKeyVersion, pageKeyVersions } from '../../services/key-versions.js';
 import { createKeyVersion, updateRotationPolicy } from '../../services/rotation.js';
 import type { KeyVersion } from '../../domain/key-version.js';
+import { encryptionUsageWarning } from '../../domain/version-usage.js';
 import { p } from '../params.js';
 import { defineAction } from './action.js';
 
@@ -17,6 +18,17 @@ const keyVersion = (v: KeyVersion) => ({ KeyId: v.keyId, KeyVersionId: v.id, Cre
  * the SDKs ignore fields they do not know.
  */
 const keyVersionWithState = (v: KeyVersion) => ({ ...keyVersion(v), KeyVersionState: v.state });
+
+/**
+ * DescribeKeyVersion's usage extension (hsm-kms): `EncryptionCount`, the AES-GCM encryptions
+ * the version has made (flushed every KMS_USAGE_FLUSH_MS), and from 2^31 of them
+ * `EncryptionCountWarning`, the signal to rotate before the 2^32 random-IV bound
+ * (domain/version-usage.ts).
+ */
+function encryptionUsage(count: number): { EncryptionCount: number; EncryptionCountWarning?: string } {
+  const warning = encryptionUsageWarning(count);
+  return warning === undefined ? { EncryptionCount: count } : { EncryptionCount: count, EncryptionCountWarning: warning };
+}
 
 /** Seed 002 / alibaba-api.md §3.3: versions and rotation. */
 export const versionActions = {
@@ -67,8 +79,8 @@ export const versionActions = {
     access: 'read',
     params: z.object({ KeyId: p.string(2048), KeyVersionId: p.string(128) }),
     async handle(params, { kms, caller }) {
-      const version = await describeKeyVersion(kms.deps, params.KeyId, params.KeyVersionId, caller);
-      return { KeyVersion: keyVersionWithState(version) };
+      const { version, encryptionCount } = await describeKeyVersion(kms.deps, params.KeyId, params.KeyVersionId, caller);
+      return { KeyVersion: { ...keyVersionWithState(version), ...encryptionUsage(encryptionCount) } };
     },
   }),
 };

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type ConnectionFlags, allPages, clientCommand, listAt, runClientVerb } from '../client.js';
 
 /** `kms alias …`: aliases through the RPC API (alibaba-api.md §3.5, §5.6). Names start with `alias/`. */
-export function registerAliasCommands(program: Command): void {
+export function register(program: Command): void {
   const alias = program.command('alias').description('aliases: alias/… names bound to one key each (signed RPC calls)');
 
   clientCommand(alias.command('create <aliasName> <keyId>').description('CreateAlias')).action((aliasName: string, keyId: string, o: ConnectionFlags) =>

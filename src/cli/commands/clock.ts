@@ -1,10 +1,7 @@
 import type { Command } from 'commander';
-import { Redis } from 'ioredis';
-import { systemClock } from '../../clock.js';
+import type { Redis } from 'ioredis';
 import type { KmsConfig } from '../../config.js';
-import { promoteDueJobs } from '../../jobs/due-job-promotion.js';
-import { requestImmediateSweep } from '../../jobs/immediate-sweep.js';
-import { createKmsJobs } from '../../jobs/queues.js';
+// Light: types and arithmetic only. The jobs (bullmq) and ioredis load inside the actions.
 import { type ClockMove, type ClockReading, MAX_OFFSET_MS, manualClockProcesses, moveSharedClock, readSharedClock } from '../../shared-offset-clock.js';
 import { localConfig } from '../local-kms.js';
 import { print } from '../output.js';
@@ -17,7 +14,7 @@ import { print } from '../output.js';
  * new time and queues one sweep, so the workers do that work at once instead of after the
  * jobs' wall-clock delays or the next repeatable sweep.
  */
-export function registerClockCommands(program: Command): void {
+export function register(program: Command): void {
   const clock = program
     .command('clock')
     .description('the service clock of a KMS_CLOCK=manual rig (the time machine): show it, or move it forward and run what fell due');
@@ -36,6 +33,12 @@ export function registerClockCommands(program: Command): void {
 }
 
 async function moveAndSweep(move: ClockMove): Promise<void> {
+  const [{ systemClock }, { promoteDueJobs }, { requestImmediateSweep }, { createKmsJobs }] = await Promise.all([
+    import('../../clock.js'),
+    import('../../jobs/due-job-promotion.js'),
+    import('../../jobs/immediate-sweep.js'),
+    import('../../jobs/queues.js'),
+  ]);
   await withRigRedis(async (redis, config) => {
     const moved = await moveSharedClock(redis, config.jobs.queuePrefix, move);
     // The processes have the new offset before any job below runs: it was published (and
@@ -65,6 +68,7 @@ const shown = (reading: ClockReading) => ({ Now: reading.now.toISOString(), Offs
  */
 async function withRigRedis(fn: (redis: Redis, config: KmsConfig) => Promise<void>): Promise<void> {
   const config = await localConfig();
+  const { Redis } = await import('ioredis');
   const redis = new Redis(config.redisUrl ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1, retryStrategy: () => null });
   redis.on('error', () => undefined);
   try {

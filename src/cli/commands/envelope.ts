@@ -21,7 +21,7 @@ interface PayloadFlags extends ConnectionFlags {
   base64?: boolean;
 }
 
-export function registerEnvelopeCommands(program: Command): void {
+export function register(program: Command): void {
   clientCommand(program.command('encrypt <keyId> [file]').description('Encrypt FILE (or stdin): prints {KeyId, KeyVersionId, CiphertextBlob}'))
     .option('--context <json>', 'EncryptionContext, a JSON object of strings')
     .option('--base64', 'the input is base64 text, sent as Plaintext as it is (default: raw bytes, sent base64-encoded)')

@@ -21,6 +21,28 @@ function changeThenDescribe(client: KmsClient, action: string, keyId: string, pa
   return client.call(action, { KeyId: keyId, ...params }).then(() => metadata(client, keyId));
 }
 
+/** `key list --table`: one DescribeKey per key (8 at a time), in ListKeys' order. */
+async function describedRows(client: KmsClient, keys: ReadonlyArray<{ KeyId: string }>): Promise<Array<Record<string, unknown>>> {
+  const rows: Array<Record<string, unknown>> = new Array(keys.length);
+  let next = 0;
+  const worker = async () => {
+    for (let i = next++; i < keys.length; i = next++) {
+      const m = await metadata(client, keys[i]!.KeyId);
+      rows[i] = {
+        KeyId: m.KeyId,
+        State: m.KeyState,
+        Spec: m.KeySpec,
+        Usage: m.KeyUsage,
+        Protection: m.ProtectionLevel,
+        Instance: m.DKMSInstanceId ?? '',
+        Description: m.Description ?? '',
+      };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(8, keys.length) }, worker));
+  return rows;
+}
+
 interface CreateFlags extends ConnectionFlags {
   instance?: string;
   spec?: string;
@@ -59,7 +81,7 @@ function filtersOf(o: ListFlags): string | undefined {
   return filters.length > 0 ? JSON.stringify(filters) : undefined;
 }
 
-export function registerKeyCommands(program: Command): void {
+export function register(program: Command): void {
   const key = program.command('key').description('keys: create, inspect and manage their lifecycle (signed RPC calls)');
 
   clientCommand(key.command('create').description('CreateKey'))
@@ -94,7 +116,7 @@ export function registerKeyCommands(program: Command): void {
     runClientVerb(o, (client) => metadata(client, keyId)),
   );
 
-  clientCommand(key.command('list').description('ListKeys: every page unless --page is given'))
+  clientCommand(key.command('list').description('ListKeys: every page unless --page is given; --table describes each key (State, Spec, Usage, Protection, Instance, Description)'))
     .option('--page <n>', 'only this page', integer('--page'))
     .option('--page-size <n>', 'page size with --page (1–100)', integer('--page-size'))
     .option('--state <state>', 'KeyState filter (repeatable)', collect, [])
@@ -105,13 +127,15 @@ export function registerKeyCommands(program: Command): void {
     .action((o: ListFlags) =>
       runClientVerb(o, async (client) => {
         const Filters = filtersOf(o);
-        if (o.page !== undefined) {
-          return listAt(await client.call('ListKeys', { PageNumber: o.page, PageSize: o.pageSize, Filters }), 'Keys', 'Key');
-        }
-        return allPages(
-          (PageNumber, PageSize) => client.call('ListKeys', { PageNumber, PageSize, Filters }),
-          (body) => listAt(body, 'Keys', 'Key'),
-        );
+        const keys =
+          o.page !== undefined
+            ? listAt<{ KeyId: string }>(await client.call('ListKeys', { PageNumber: o.page, PageSize: o.pageSize, Filters }), 'Keys', 'Key')
+            : await allPages(
+                (PageNumber, PageSize) => client.call('ListKeys', { PageNumber, PageSize, Filters }),
+                (body) => listAt<{ KeyId: string }>(body, 'Keys', 'Key'),
+              );
+        // JSON stays ListKeys' own answer; a table is for reading, so it shows what each key is.
+        return o.table === true ? describedRows(client, keys) : keys;
       }),
     );
 

@@ -10,7 +10,7 @@ import { algorithmFor, bytesOutput, readBytesFile, verificationOutput } from '..
  *   kms mac K msg.txt > msg.mac
  *   kms mac K msg.txt --verify msg.mac     # "Verified OK", exit 0
  */
-export function registerMacCommands(program: Command): void {
+export function register(program: Command): void {
   clientCommand(
     program
       .command('mac <keyId> [file]')

@@ -19,7 +19,7 @@ interface SignFlags extends ConnectionFlags {
   base64?: boolean;
 }
 
-export function registerSigningCommands(program: Command): void {
+export function register(program: Command): void {
   clientCommand(program.command('public-key <keyId>').description('GetPublicKey: writes the version\'s public key as PEM (SubjectPublicKeyInfo)'))
     .requiredOption('--version <versionId>', 'KeyVersionId')
     .action((keyId: string, o: ConnectionFlags & { version: string }) =>

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { type ConnectionFlags, clientCommand, keyValuePairs, listAt, runClientVerb } from '../client.js';
 
 /** `kms tag …`: key tags through the RPC API (alibaba-api.md §3.5, §5.7): at most 20 per key. */
-export function registerTagCommands(program: Command): void {
+export function register(program: Command): void {
   const tag = program.command('tag').description('key tags (signed RPC calls)');
   const tagsOf = async (client: { call: (a: string, p: Record<string, string>) => Promise<Record<string, unknown>> }, keyId: string) =>
     listAt<{ TagKey: string; TagValue: string }>(await client.call('ListResourceTags', { KeyId: keyId }), 'Tags', 'Tag').map((t) => ({

@@ -4,14 +4,16 @@
  * host fallback. Also the raw-RSA-plus-host-OAEP primitive AsymmetricDecrypt shares with it.
  */
 import pkcs11js from 'pkcs11js';
-import { KmsError, invalidKeyMaterial } from '../../domain/errors.js';
+import { KmsError, invalidKeyMaterial, unavailable } from '../../domain/errors.js';
 import { type OaepHash, decodeOaep } from '../../domain/oaep.js';
 import type { HsmCapabilities, ImportUnwrapRequest, ImportUnwrapResult, UnwrapPath, WrappingAlgorithm } from '../hsm.js';
-import { translatePkcs11Error } from './errors.js';
+import { isGeneralError, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import type { ObjectHandleCache, SessionRunner } from './object-cache.js';
 import { findObjects } from './object-inventory.js';
 import { rsaPublicKeyDer } from './public-keys.js';
+import { retryingTransientTokenFailure } from './token-object-retry.js';
+import { type WrappedKeys, wrappableTemplate } from './wrapped-keys.js';
 
 type Handle = pkcs11js.Handle;
 
@@ -27,14 +29,18 @@ export class ByokUnwrap {
     private readonly run: SessionRunner,
     private readonly cache: ObjectHandleCache,
     private readonly capabilities: HsmCapabilities,
-    private readonly rootKey: Handle,
+    /** The root key's current handle (it changes when the HSM adapter logs in again). */
+    private readonly rootKey: () => Handle,
     private readonly importStrict: boolean,
+    private readonly wrappedKeys: WrappedKeys,
   ) {}
 
   async generateWrappingKeyPair(wrappingKeyId: string): Promise<{ publicKeyDer: Buffer }> {
     const { publicTemplate, privateTemplate } = m.wrappingKeyPairTemplates(wrappingKeyId, !this.importStrict);
     return this.run('generateWrappingKeyPair', async (session) => {
-      const pair = await this.p11.C_GenerateKeyPairAsync(session, m.rsaKeyPairGen, publicTemplate, privateTemplate);
+      const pair = await retryingTransientTokenFailure(this.p11, session, wrappingKeyId, () =>
+        this.p11.C_GenerateKeyPairAsync(session, m.rsaKeyPairGen, publicTemplate, privateTemplate),
+      );
       try {
         const publicKeyDer = rsaPublicKeyDer(this.p11, session, pair.publicKey);
         this.cache.set(wrappingHandleKey(wrappingKeyId), pair.privateKey);
@@ -70,13 +76,18 @@ export class ByokUnwrap {
   async unwrapImportedMaterial(request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
     const path = this.unwrapPathFor(request.algorithm);
     if (path === undefined) throw invalidKeyMaterial();
-    const privateKey = await this.cache.find(wrappingHandleKey(request.wrappingKeyId), m.privateKeyById(request.wrappingKeyId));
-    if (privateKey === undefined) throw invalidKeyMaterial();
+    // Patient: the pair may have been made a moment ago by another node (issue 19).
+    const privateKey = await this.cache.findPatiently(wrappingHandleKey(request.wrappingKeyId), m.privateKeyById(request.wrappingKeyId));
+    // The import token named a pair the store has issued: not finding it is the token's (or
+    // its cross-process visibility's) fault, never the material's — a retryable 503.
+    if (privateKey === undefined) throw missingWrappingKey();
+    // Looked up before anything is unwrapped: a missing master is a clear 503, not InvalidKeyMaterial.
+    const master = request.target.kind === 'wrapped' ? await this.wrappedKeys.masterKey() : undefined;
     return this.run('unwrapImportedMaterial', async (session) => {
       try {
         return path === 'native'
-          ? await this.unwrapNative(session, privateKey, request)
-          : await this.unwrapOnHost(session, privateKey, request);
+          ? await this.unwrapNative(session, privateKey, request, master)
+          : await this.unwrapOnHost(session, privateKey, request, master);
       } catch (error) {
         throw uniformUnwrapError(error);
       }
@@ -101,7 +112,7 @@ export class ByokUnwrap {
    * length gives the key length); the persistent object is unwrapped straight from the RSA
    * ciphertext into a sensitive, non-extractable token key.
    */
-  private async unwrapNative(session: Handle, privateKey: Handle, request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
+  private async unwrapNative(session: Handle, privateKey: Handle, request: ImportUnwrapRequest, master: Handle | undefined): Promise<ImportUnwrapResult> {
     const mechanism = m.unwrapMechanism(request.algorithm);
     const host = request.target.kind === 'host';
     const twin = await this.p11.C_UnwrapKeyAsync(
@@ -120,17 +131,27 @@ export class ByokUnwrap {
     } finally {
       this.p11.C_DestroyObject(session, twin);
     }
-    if (request.target.kind === 'token') {
-      const key = await this.p11.C_UnwrapKeyAsync(
-        session,
-        mechanism,
-        privateKey,
-        request.encryptedMaterial,
-        importedKeyTemplate(request),
-      );
-      this.cache.set(request.target.versionId, key);
-    }
-    return { path: 'native', fingerprint, ...(material ? { material } : {}) };
+    // The material unwrapped and measured right: what fails from here is the token, not the material.
+    return storingVerifiedMaterial(async () => {
+      const target = request.target;
+      if (target.kind === 'token') {
+        const key = await retryingTransientTokenFailure(this.p11, session, target.versionId, () =>
+          this.p11.C_UnwrapKeyAsync(session, mechanism, privateKey, request.encryptedMaterial, importedKeyTemplate(request)),
+        );
+        this.cache.set(target.versionId, key);
+      }
+      let wrapped: Buffer | undefined;
+      if (target.kind === 'wrapped' && master !== undefined) {
+        // HsmEncryptedDatabase: a transient wrap-with-trusted object, wrapped under the master, destroyed.
+        const key = await this.p11.C_UnwrapKeyAsync(session, mechanism, privateKey, request.encryptedMaterial, importedKeyTemplate(request));
+        try {
+          wrapped = await this.wrappedKeys.wrapUnderMaster(session, master, key);
+        } finally {
+          this.p11.C_DestroyObject(session, key);
+        }
+      }
+      return { path: 'native', fingerprint, ...(material ? { material } : {}), ...(wrapped ? { wrapped } : {}) };
+    });
   }
 
   /**
@@ -138,25 +159,32 @@ export class ByokUnwrap {
    * the token, EME-OAEP decoding on the host in constant time, then C_CreateObject of a
    * sensitive key. Every intermediate buffer is zeroed before returning.
    */
-  private async unwrapOnHost(session: Handle, privateKey: Handle, request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
+  private async unwrapOnHost(session: Handle, privateKey: Handle, request: ImportUnwrapRequest, master: Handle | undefined): Promise<ImportUnwrapResult> {
     if (request.encryptedMaterial.length !== RSA_MODULUS_BYTES) throw invalidKeyMaterial();
     let decoded: Buffer | undefined;
     try {
       decoded = await rawRsaOaepDecrypt(this.p11, session, privateKey, request.encryptedMaterial, RSA_MODULUS_BYTES, 'sha256');
       if (decoded.length !== request.materialLength) throw invalidKeyMaterial();
-      const key = this.p11.C_CreateObject(session, importedKeyTemplate(request, decoded));
-      let keep = false;
-      try {
-        const fingerprint = this.fingerprint(session, key);
-        if (request.target.kind === 'token') {
-          this.cache.set(request.target.versionId, key);
-          keep = true;
+      const verified = decoded;
+      // The material decoded right: what fails from here is the token, not the material.
+      return await storingVerifiedMaterial(async () => {
+        const target = request.target;
+        const create = () => this.p11.C_CreateObject(session, importedKeyTemplate(request, verified));
+        const key = target.kind === 'token' ? await retryingTransientTokenFailure(this.p11, session, target.versionId, create) : create();
+        let keep = false;
+        try {
+          const fingerprint = this.fingerprint(session, key);
+          if (target.kind === 'token') {
+            this.cache.set(target.versionId, key);
+            keep = true;
+          }
+          const material = target.kind === 'host' ? Buffer.from(verified) : undefined;
+          const wrapped = target.kind === 'wrapped' && master !== undefined ? await this.wrappedKeys.wrapUnderMaster(session, master, key) : undefined;
+          return { path: 'host-oaep-decode', fingerprint, ...(material ? { material } : {}), ...(wrapped ? { wrapped } : {}) };
+        } finally {
+          if (!keep) this.p11.C_DestroyObject(session, key);
         }
-        const material = request.target.kind === 'host' ? Buffer.from(decoded) : undefined;
-        return { path: 'host-oaep-decode', fingerprint, ...(material ? { material } : {}) };
-      } finally {
-        if (!keep) this.p11.C_DestroyObject(session, key);
-      }
+      });
     } finally {
       decoded?.fill(0);
     }
@@ -164,7 +192,7 @@ export class ByokUnwrap {
 
   /** Length in bytes of an extractable AES key: AES-KWP output is 8 bytes longer than the padded key. */
   private measureKeyLength(session: Handle, key: Handle): number {
-    const wrapped = this.p11.C_WrapKey(session, m.aesKeyWrapPad, this.rootKey, key, Buffer.alloc(64));
+    const wrapped = this.p11.C_WrapKey(session, m.aesKeyWrapPad, this.rootKey(), key, Buffer.alloc(64));
     return wrapped.length - 8;
   }
 
@@ -206,6 +234,8 @@ export async function rawRsaOaepDecrypt(
 
 function importedKeyTemplate(request: ImportUnwrapRequest, value?: Buffer): pkcs11js.Template {
   const target = request.target;
+  // HsmEncryptedDatabase: sensitive, extractable only wrapped by the trusted master.
+  if (target.kind === 'wrapped') return wrappableTemplate('aes', target.versionId, undefined, value);
   return m.aesKeyTemplate({
     token: target.kind === 'token',
     // CKA_SIGN lets the token compute the CMAC fingerprint of the material.
@@ -215,9 +245,31 @@ function importedKeyTemplate(request: ImportUnwrapRequest, value?: Buffer): pkcs
   });
 }
 
+/** The wrapping pair an issued import token names is not (yet) visible in the token. */
+const missingWrappingKey = () =>
+  unavailable('The wrapping key of this import token was not found in the HSM yet (another node may have just created it); retry.');
+
+/**
+ * Runs the steps that store material already unwrapped and verified (length, decoding): a
+ * transient token failure there (CKR_GENERAL_ERROR once the creation's own tries are spent, a
+ * lost session) is the token's, answered as a retryable 503 — not as InvalidKeyMaterial, which
+ * would tell the client its good material is bad. (The 503 passes uniformUnwrapError as is; any
+ * other failure stays the uniform InvalidKeyMaterial, as before.)
+ */
+async function storingVerifiedMaterial<T>(store: () => Promise<T>): Promise<T> {
+  try {
+    return await store();
+  } catch (error) {
+    const translated = translatePkcs11Error(error, 'importKeyMaterial');
+    throw translated.kind === 'internal' ? error : translated;
+  }
+}
+
 /** No oracle: every unwrap failure (padding, length, wrong key, tampering) is one error. */
 function uniformUnwrapError(error: unknown): KmsError {
   if (error instanceof KmsError && error.kind === 'unavailable') return error;
+  // SoftHSM2 answers some bad ciphertexts with CKR_GENERAL_ERROR: still the one uniform error.
+  if (isGeneralError(error)) return invalidKeyMaterial();
   const translated = translatePkcs11Error(error, 'unwrap');
   if (translated.kind === 'unavailable') return translated;
   return invalidKeyMaterial();

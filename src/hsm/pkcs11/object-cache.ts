@@ -13,6 +13,9 @@ type Handle = pkcs11js.Handle;
 /** Runs `fn` on a pooled session, translating vendor errors (Pkcs11Hsm.run). */
 export type SessionRunner = <T>(operation: string, fn: (session: Handle) => Promise<T> | T) => Promise<T>;
 
+/** Waits between token re-searches for an object the database says exists: ~3.3 s in all. */
+export const RESEARCH_BACKOFF_MS: readonly number[] = [20, 40, 80, 160, 320, 640, 1_000, 1_000];
+
 export class ObjectHandleCache {
   private readonly handles = new Map<string, Handle>();
 
@@ -39,6 +42,23 @@ export class ObjectHandleCache {
   }
 
   /**
+   * `find`, then — when the token shows nothing — a bounded re-search with backoff (issue 19):
+   * SoftHSM2 shows one process's new token objects to another only after its own refresh
+   * (measured: up to 2.4 s), so a version the database says exists may be briefly invisible
+   * here. Callers turn a final miss into a retryable 503.
+   */
+  async findPatiently(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
+    const handle = await this.find(cacheKey, template);
+    if (handle !== undefined) return handle;
+    for (const delayMs of RESEARCH_BACKOFF_MS) {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const found = await this.find(cacheKey, template);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+
+  /**
    * Searches the token now, whatever the cache holds, and leaves the cache agreeing with what
    * was found. For questions about existence (another process may have destroyed or created
    * the object since it was cached), never for the hot path.
@@ -53,7 +73,10 @@ export class ObjectHandleCache {
   /**
    * Runs `fn` with the object's handle; if it fails as an internal error (typically
    * CKR_OBJECT_HANDLE_INVALID for a handle destroyed elsewhere), looks the object up again
-   * once and retries with a different handle.
+   * (patiently) and retries once with a different handle. Found no more (another process destroyed it: a
+   * key deletion or material expiry whose commit is in flight), it is `missing()` — a
+   * retryable answer, then the key's own state once that commit lands — not a 500 (found by
+   * the multi-node soak: a Decrypt racing a worker's deletion).
    */
   async withObject<T>(
     cacheKey: string,
@@ -61,15 +84,18 @@ export class ObjectHandleCache {
     missing: () => KmsError,
     fn: (handle: Handle) => Promise<T>,
   ): Promise<T> {
-    const handle = await this.find(cacheKey, template);
+    const handle = await this.findPatiently(cacheKey, template);
     if (handle === undefined) throw missing();
     try {
       return await fn(handle);
     } catch (error) {
       if (!(error instanceof KmsError) || error.kind !== 'internal') throw error;
       this.handles.delete(cacheKey);
-      const again = await this.find(cacheKey, template);
-      if (again === undefined || again.equals(handle)) throw error;
+      // Patient too: the object may have been replaced (a re-import on another node destroys and
+      // makes it again), and the new one be not visible here yet (a probe saw 503s without it).
+      const again = await this.findPatiently(cacheKey, template);
+      if (again === undefined) throw missing();
+      if (again.equals(handle)) throw error;
       return fn(again);
     }
   }

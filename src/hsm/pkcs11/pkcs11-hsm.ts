@@ -1,31 +1,43 @@
-import { randomBytes as nodeRandomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
 import type { AsymmetricEncryptionAlgorithm, SigningAlgorithm } from '../../domain/asymmetric.js';
 import { type MacAlgorithm, macHash } from '../../domain/mac.js';
-import { invalidCiphertext, internalFailure } from '../../domain/errors.js';
+import { internalFailure, invalidCiphertext, unavailable } from '../../domain/errors.js';
 import type {
   AesGcmSealed,
   Hsm,
   HsmCapabilities,
   HsmInfo,
+  HsmSessionStats,
   HsmObjectIds,
   ImportUnwrapRequest,
   ImportUnwrapResult,
   VersionKeySpec,
+  WrappedMaterial,
+  WrappedVersionKey,
+  WrappedVersionKeyPair,
   WrappingAlgorithm,
 } from '../hsm.js';
+import { AuditDigestKey } from './audit-digest-key.js';
 import { ByokUnwrap } from './byok-unwrap.js';
 import { probeCapabilities } from './capabilities.js';
-import { pkcs11Code, translatePkcs11Error } from './errors.js';
+import { isGeneralError, mayNeedRecovery, pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
+import { GCM_IV_BYTES, nextGcmIv } from '../gcm-iv.js';
 import { acquireModule, findTokenSlot, login, releaseModule } from './module.js';
 import { ObjectHandleCache } from './object-cache.js';
 import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
 import { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, ensureServiceKeys } from './service-keys.js';
 import { SessionPool } from './session-pool.js';
-import { VersionKeys } from './version-keys.js';
+import { UnwrappedKeyCache } from './unwrapped-key-cache.js';
+import { VersionKeys, signDigest } from './version-keys.js';
+import { WrappedKeys, wrappedKeyUse } from './wrapped-keys.js';
 
 type Handle = pkcs11js.Handle;
+
+/** Tries in all of opening the token when it answers CKR_GENERAL_ERROR (`open`). */
+const OPEN_ATTEMPTS = 3;
+/** Pause before the n-th retry of `open`: n × this. */
+const OPEN_RETRY_PAUSE_MS = 100;
 
 export interface Pkcs11HsmOptions {
   modulePath: string;
@@ -38,9 +50,17 @@ export interface Pkcs11HsmOptions {
    * for BYOK import and for AsymmetricDecrypt alike.
    */
   importStrict: boolean;
+  /** Unwrapped HsmEncryptedDatabase version keys kept as session objects (KMS_HSM_UNWRAPPED_KEY_CACHE_SIZE). */
+  unwrappedKeyCacheSize?: number;
 }
 
-const GCM_IV_BYTES = 12;
+/**
+ * Default bound of the unwrapped-key LRU. Measured here: a SoftHSM2 session object costs ~7 KiB
+ * of process memory (20,000 of them: +145 MiB RSS over 2,000), so 4,096 hot keys (~30 MiB)
+ * rather than a size that would hold a 100,000-version instance (never under 300 MiB).
+ */
+export const DEFAULT_UNWRAPPED_KEY_CACHE_SIZE = 4_096;
+
 const GCM_TAG_BYTES = 16;
 
 /** Result codes that mean "the tag or data did not verify", as opposed to a broken token. */
@@ -61,33 +81,67 @@ export class Pkcs11Hsm implements Hsm {
   private readonly cache: ObjectHandleCache;
   private readonly versionKeys: VersionKeys;
   private readonly byok: ByokUnwrap;
+  private readonly auditDigestKey: AuditDigestKey;
+  private readonly unwrapped: UnwrappedKeyCache;
+  private readonly wrapped: WrappedKeys;
   private closed = false;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
     private readonly options: Pkcs11HsmOptions,
-    private readonly loginSession: Handle,
+    private loginSession: Handle,
     private readonly pool: SessionPool,
     private readonly hsmInfo: HsmInfo,
-    private readonly rootKey: Handle,
-    private readonly macKey: Handle,
+    private rootKey: Handle,
+    private macKey: Handle,
+    private readonly slot: Handle,
+    /**
+     * Logs `session` in again (issue 19: sessions closed under the service, a device error).
+     * It holds the user PIN in this process's memory for that purpose; never logged.
+     */
+    private readonly relogin: (session: Handle) => void,
   ) {
     const run = this.run.bind(this);
     this.cache = new ObjectHandleCache(p11, run);
     this.versionKeys = new VersionKeys(p11, run, this.cache, hsmInfo.capabilities, options.importStrict);
-    this.byok = new ByokUnwrap(p11, run, this.cache, hsmInfo.capabilities, rootKey, options.importStrict);
+    this.unwrapped = new UnwrappedKeyCache(p11, slot, options.unwrappedKeyCacheSize ?? DEFAULT_UNWRAPPED_KEY_CACHE_SIZE);
+    this.wrapped = new WrappedKeys(p11, run, hsmInfo.capabilities, this.unwrapped);
+    this.byok = new ByokUnwrap(p11, run, this.cache, hsmInfo.capabilities, () => this.rootKey, options.importStrict, this.wrapped);
+    this.auditDigestKey = new AuditDigestKey(p11, run);
   }
 
+  /**
+   * Opens the token: login, the service keys, the capability probe, the master key. Tried again
+   * (OPEN_ATTEMPTS in all, a short pause between) when the token answers CKR_GENERAL_ERROR:
+   * SoftHSM2 2.6.1 does that now and then while other processes write the token (found by the
+   * fresh-clone run: a `kms access-key create` failed to open it during a burst of CreateKeys).
+   * @throws ServiceUnavailableTemporary / InternalFailure naming the CKR (errors.ts)
+   */
   static async open(options: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await Pkcs11Hsm.openOnce(options);
+      } catch (error) {
+        if (!isGeneralError(error) || attempt >= OPEN_ATTEMPTS) throw translatePkcs11Error(error, 'open');
+        await new Promise((resolve) => setTimeout(resolve, OPEN_RETRY_PAUSE_MS * attempt));
+      }
+    }
+  }
+
+  /** One try of `open`; on failure what it opened is closed and the raw error thrown. */
+  private static async openOnce(options: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
     const p11 = acquireModule(options.modulePath);
+    let loginSession: Handle | undefined;
+    let pool: SessionPool | undefined;
     try {
       const slot = findTokenSlot(p11, options.tokenLabel);
       // Login is per application: one session logged in makes every session of ours a user session.
-      const loginSession = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      loginSession = p11.C_OpenSession(slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
       login(p11, loginSession, options.pin);
-      const pool = new SessionPool(p11, slot, options.sessions);
-      const { rootKey, macKey } = await pool.use((session) => ensureServiceKeys(p11, session));
-      const capabilities = await pool.use((session) => probeCapabilities(p11, session));
+      const sessions = new SessionPool(p11, slot, options.sessions);
+      pool = sessions;
+      const { rootKey, macKey } = await sessions.use((session) => ensureServiceKeys(p11, session));
+      const capabilities = await sessions.use((session) => probeCapabilities(p11, session));
       const libInfo = p11.C_GetInfo();
       const tokenInfo = p11.C_GetTokenInfo(slot);
       const info: HsmInfo = {
@@ -98,11 +152,28 @@ export class Pkcs11Hsm implements Hsm {
         tokenModel: tokenInfo.model.trim(),
         capabilities,
       };
-      return new Pkcs11Hsm(p11, options, loginSession, pool, info, rootKey, macKey);
+      const pin = options.pin;
+      const hsm = new Pkcs11Hsm(p11, options, loginSession, sessions, info, rootKey, macKey, slot, (session) => login(p11, session, pin));
+      // Absent is fine (HsmEncryptedDatabase is then refused with a clear 503); a master with
+      // the wrong protection is never used.
+      await hsm.wrapped.refreshMaster();
+      return hsm;
     } catch (error) {
+      pool?.close();
+      if (loginSession !== undefined) {
+        try {
+          p11.C_CloseSession(loginSession);
+        } catch {
+          // Gone with the failure.
+        }
+      }
       releaseModule(options.modulePath);
-      throw translatePkcs11Error(error, 'open');
+      throw error;
     }
+  }
+
+  sessionStats(): HsmSessionStats {
+    return this.pool.stats();
   }
 
   info(): HsmInfo {
@@ -167,6 +238,50 @@ export class Pkcs11Hsm implements Hsm {
     return this.withSecretKey(versionId, (key) => this.run('fingerprint', (session) => this.byok.fingerprint(session, key)));
   }
 
+  // ---- HsmEncryptedDatabase ---------------------------------------------------------------
+
+  hasMasterWrappingKey(): Promise<boolean> {
+    return this.wrapped.hasMaster();
+  }
+
+  supportsWrappedVersionKey(spec: VersionKeySpec): boolean {
+    return this.wrapped.supports(spec, this.versionKeys.supports(spec));
+  }
+
+  generateWrappedVersionKey(versionId: string, spec: VersionKeySpec): Promise<WrappedMaterial> {
+    if (!this.supportsWrappedVersionKey(spec)) return Promise.reject(internalFailure(`HsmEncryptedDatabase storage cannot hold ${spec.kind} keys on this HSM.`));
+    return this.wrapped.generate(versionId, spec);
+  }
+
+  signWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
+    return this.wrapped.withKey(key, wrappedKeyUse(key.spec), (handle) => this.run('sign', (session) => signDigest(this.p11, session, handle, algorithm, digest)));
+  }
+
+  decryptWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+    return this.versionKeys.decryptWith(key.publicKeyDer, algorithm, ciphertext, (fn) => this.wrapped.withKey(key, wrappedKeyUse(key.spec), fn));
+  }
+
+  encryptWithWrappedKey(key: WrappedVersionKey, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
+    return this.wrapped.withKey(key, 'aes', (handle) => this.gcmEncrypt(handle, plaintext, aad));
+  }
+
+  decryptWithWrappedKey(key: WrappedVersionKey, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
+    return this.wrapped.withKey(key, 'aes', (handle) => this.gcmDecrypt(handle, sealed, aad));
+  }
+
+  macWithWrappedKey(key: WrappedVersionKey, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
+    const hash = macHash(algorithm);
+    return this.wrapped.withKey(key, 'hmac', (handle) => this.versionKeys.macWithHandle(handle, hash, message));
+  }
+
+  fingerprintWrappedKey(key: WrappedVersionKey): Promise<Buffer> {
+    return this.wrapped.withKey(key, 'aes', (handle) => this.run('fingerprint', (session) => this.byok.fingerprint(session, handle)));
+  }
+
+  forgetWrappedKey(versionId: string): void {
+    this.wrapped.forget(versionId);
+  }
+
   // ---- reconciliation -----------------------------------------------------------------------
 
   async listObjectIds(): Promise<HsmObjectIds> {
@@ -203,7 +318,7 @@ export class Pkcs11Hsm implements Hsm {
   async macWithTokenKey(data: Buffer): Promise<Buffer> {
     return this.run('mac', (session) => {
       this.p11.C_SignInit(session, m.sha256Hmac, this.macKey);
-      return this.p11.C_SignAsync(session, data, Buffer.alloc(32));
+      return this.p11.C_Sign(session, data, Buffer.alloc(32));
     });
   }
 
@@ -229,9 +344,20 @@ export class Pkcs11Hsm implements Hsm {
     return this.byok.unwrapImportedMaterial(request);
   }
 
+  // ---- audit digests (audit-digest-key.ts) ---------------------------------------------------
+
+  signAuditDigest(message: Buffer): Promise<{ signature: Buffer; publicKeyDer: Buffer }> {
+    return this.auditDigestKey.sign(message);
+  }
+
+  auditDigestPublicKeys(): Promise<Buffer[]> {
+    return this.auditDigestKey.publicKeys();
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.unwrapped.close();
     this.pool.close();
     try {
       this.p11.C_CloseSession(this.loginSession);
@@ -243,11 +369,15 @@ export class Pkcs11Hsm implements Hsm {
 
   // ---- internals ---------------------------------------------------------------------------
 
+  // AES-GCM and HMAC run synchronously on the calling thread: with inputs of at most a few KiB
+  // the token's work (15–30 µs of CPU on SoftHSM2) costs less than the thread-pool round trip
+  // of pkcs11js's *Async calls (40–70 µs of CPU more per call, measured). Slow operations (key
+  // generation, RSA, unwrap) stay asynchronous.
   private async gcmEncrypt(key: Handle, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
-    const iv = nodeRandomBytes(GCM_IV_BYTES);
+    const iv = nextGcmIv();
     const out = await this.run('encrypt', (session) => {
       this.p11.C_EncryptInit(session, m.aesGcm(iv, aad), key);
-      return this.p11.C_EncryptAsync(session, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
+      return this.p11.C_Encrypt(session, plaintext, Buffer.alloc(plaintext.length + GCM_TAG_BYTES));
     });
     return {
       iv,
@@ -258,11 +388,11 @@ export class Pkcs11Hsm implements Hsm {
 
   private async gcmDecrypt(key: Handle, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
     if (sealed.iv.length !== GCM_IV_BYTES || sealed.tag.length !== GCM_TAG_BYTES) throw invalidCiphertext();
-    return this.run('decrypt', async (session) => {
+    return this.run('decrypt', (session) => {
       this.p11.C_DecryptInit(session, m.aesGcm(sealed.iv, aad), key);
       try {
         const input = Buffer.concat([sealed.ciphertext, sealed.tag]);
-        return Buffer.from(await this.p11.C_DecryptAsync(session, input, Buffer.alloc(input.length)));
+        return this.p11.C_Decrypt(session, input, Buffer.alloc(input.length));
       } catch (error) {
         const code = pkcs11Code(error);
         if (code !== undefined && DECRYPT_REJECTED.has(code)) throw invalidCiphertext();
@@ -276,15 +406,84 @@ export class Pkcs11Hsm implements Hsm {
     try {
       return await this.pool.use(fn);
     } catch (error) {
+      // The call that met the fault answers 503; the adapter is whole again for the next one.
+      if (mayNeedRecovery(error) && (this.inRecovery || (await this.recoverOnce()))) throw unavailable(`The HSM session was lost (${operation}); sessions were re-opened, retry.`);
       throw translatePkcs11Error(error, operation);
+    }
+  }
+
+  private recovering: Promise<boolean> | undefined;
+  /** Set while recover() runs: its own HSM calls (and others meanwhile) do not start another. */
+  private inRecovery = false;
+
+  /** One recovery at a time: the calls that fail together wait for the same one. */
+  private recoverOnce(): Promise<boolean> {
+    this.recovering ??= this.recover().finally(() => (this.recovering = undefined));
+    return this.recovering;
+  }
+
+  /**
+   * Issue 19, HSM faults: if the login session or the service keys' handles are gone (the
+   * sessions were closed under the service, the token logged out or reset), drop the idle
+   * sessions, open a new login session, log in again and find the service keys and the
+   * master wrapping key again. Version-key handles re-resolve themselves (object-cache.ts).
+   * Returns whether anything had to be redone; false also when the token is still away
+   * (the next faulty call tries again).
+   */
+  private async recover(): Promise<boolean> {
+    if (this.closed || this.adapterIntact()) return false;
+    this.inRecovery = true;
+    try {
+      this.pool.discardIdle();
+      try {
+        this.p11.C_CloseSession(this.loginSession);
+      } catch {
+        // Already gone.
+      }
+      this.loginSession = this.p11.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      this.relogin(this.loginSession);
+      const { rootKey, macKey } = await this.pool.use((session) => ensureServiceKeys(this.p11, session));
+      this.rootKey = rootKey;
+      this.macKey = macKey;
+      await this.wrapped.refreshMaster();
+      return true;
+    } catch {
+      return true;
+    } finally {
+      this.inRecovery = false;
+    }
+  }
+
+  /** Whether the login session is still logged in and the service keys' handles still valid. */
+  private adapterIntact(): boolean {
+    try {
+      const state = this.p11.C_GetSessionInfo(this.loginSession).state;
+      if (state !== CKS_RO_USER_FUNCTIONS && state !== CKS_RW_USER_FUNCTIONS) return false;
+      this.p11.C_GetAttributeValue(this.loginSession, this.rootKey, [{ type: pkcs11js.CKA_CLASS }]);
+      this.p11.C_GetAttributeValue(this.loginSession, this.macKey, [{ type: pkcs11js.CKA_CLASS }]);
+      return true;
+    } catch {
+      return false;
     }
   }
 
   /** A version's AES key (cached under its version id); a stale handle is re-resolved once. */
   private withSecretKey<T>(versionId: string, fn: (key: Handle) => Promise<T>): Promise<T> {
-    return this.cache.withObject(versionId, m.secretKeyById(versionId), () => internalFailure('The key material of this version is missing from the HSM.'), fn);
+    return this.cache.withObject(versionId, m.secretKeyById(versionId), missingFromToken, fn);
   }
 }
+
+/**
+ * Issue 19: a version the database says exists but the token does not show after the bounded
+ * re-search (SoftHSM2 shows another process's new objects only after its own refresh) is a
+ * retryable 503, never a 500.
+ */
+/** PKCS#11 session states of a logged-in user (pkcs11js has no constants for them). */
+const CKS_RO_USER_FUNCTIONS = 1;
+const CKS_RW_USER_FUNCTIONS = 3;
+
+export const missingFromToken = () =>
+  unavailable('The key material of this version was not found in the HSM yet (another node may have just created it); retry.');
 
 // Tests and tools import these from here.
 export { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, findObjects };

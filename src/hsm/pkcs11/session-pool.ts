@@ -1,5 +1,6 @@
 import pkcs11js from 'pkcs11js';
 import { unavailable } from '../../domain/errors.js';
+import type { HsmSessionStats } from '../hsm.js';
 import { isSessionLost } from './errors.js';
 
 type Handle = pkcs11js.Handle;
@@ -73,6 +74,26 @@ export class SessionPool {
     const waiter = this.waiters.shift();
     if (waiter) waiter(next);
     else this.idle.push(next);
+  }
+
+  /**
+   * Closes the idle sessions (the token lost them all: C_CloseAllSessions, a device error);
+   * new ones are opened on demand. Sessions in use are replaced as their calls fail.
+   */
+  discardIdle(): void {
+    for (const session of this.idle.splice(0)) {
+      this.opened -= 1;
+      try {
+        this.p11.C_CloseSession(session);
+      } catch {
+        // Already gone.
+      }
+    }
+  }
+
+  /** How busy the pool is (metrics): its size, sessions open, in use, and callers waiting for one. */
+  stats(): HsmSessionStats {
+    return { size: this.size, open: this.opened, inUse: this.opened - this.idle.length, waiting: this.waiters.length };
   }
 
   /** Closes idle sessions; callers must have drained in-flight work. */

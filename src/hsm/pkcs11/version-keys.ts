@@ -15,15 +15,16 @@ import {
   ecdsaRawToDer,
   oaepHash,
 } from '../../domain/asymmetric.js';
-import { KmsError, internalFailure, invalidCiphertext } from '../../domain/errors.js';
+import { KmsError, internalFailure, invalidCiphertext, unavailable } from '../../domain/errors.js';
 import { CURVE_OID_DER, CURVE_ORDER_BYTES, type EcCurve, MAC_HASH_BYTES, type MacHash } from '../../domain/key-spec.js';
 import type { HsmCapabilities, VersionKeySpec } from '../hsm.js';
 import { rawRsaOaepDecrypt } from './byok-unwrap.js';
-import { pkcs11Code, translatePkcs11Error } from './errors.js';
+import { isGeneralError, pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
-import type { ObjectHandleCache, SessionRunner } from './object-cache.js';
+import { type ObjectHandleCache, RESEARCH_BACKOFF_MS, type SessionRunner } from './object-cache.js';
 import { findObjects } from './object-inventory.js';
 import { assertUnreadable } from './protection.js';
+import { retryingTransientTokenFailure } from './token-object-retry.js';
 import { ecPublicKeyDer, rsaPublicKeyDer } from './public-keys.js';
 
 type Handle = pkcs11js.Handle;
@@ -42,7 +43,9 @@ const SIGNATURE_REJECTED = new Set<number>([
   pkcs11js.CKR_DATA_INVALID,
 ]);
 
-const missingMaterial = () => internalFailure('The key material of this version is missing from the HSM.');
+/** Issue 19: not found after the bounded re-search (object-cache.ts) → a retryable 503, never a 500. */
+const missingMaterial = () =>
+  unavailable('The key material of this version was not found in the HSM yet (another node may have just created it); retry.');
 
 export class VersionKeys {
   /** DER SPKI per version: public, immutable, so cached for the process's life. */
@@ -77,10 +80,8 @@ export class VersionKeys {
     if (!this.supports(spec)) throw internalFailure(`The HSM cannot generate ${spec.kind} keys of this spec.`);
     if (spec.kind === 'aes') {
       const handle = await this.run('generateVersionKey', async (session) => {
-        const key = await this.p11.C_GenerateKeyAsync(
-          session,
-          m.aesKeyGen,
-          m.aesKeyTemplate({ token: true, id: versionId, label: versionId, valueLength: spec.bits / 8 }),
+        const key = await retryingTransientTokenFailure(this.p11, session, versionId, () =>
+          this.p11.C_GenerateKeyAsync(session, m.aesKeyGen, m.aesKeyTemplate({ token: true, id: versionId, label: versionId, valueLength: spec.bits / 8 })),
         );
         assertUnreadable(this.p11, session, key);
         return key;
@@ -90,10 +91,8 @@ export class VersionKeys {
     }
     if (spec.kind === 'hmac') {
       const handle = await this.run('generateVersionKey', async (session) => {
-        const key = await this.p11.C_GenerateKeyAsync(
-          session,
-          m.genericSecretKeyGen,
-          m.hmacKeyTemplate({ token: true, id: versionId, valueLength: MAC_HASH_BYTES[spec.hash] }),
+        const key = await retryingTransientTokenFailure(this.p11, session, versionId, () =>
+          this.p11.C_GenerateKeyAsync(session, m.genericSecretKeyGen, m.hmacKeyTemplate({ token: true, id: versionId, valueLength: MAC_HASH_BYTES[spec.hash] })),
         );
         assertUnreadable(this.p11, session, key);
         return key;
@@ -107,7 +106,9 @@ export class VersionKeys {
     const { publicTemplate, privateTemplate } = m.versionKeyPairTemplates(versionId, shape);
     const mechanism = spec.kind === 'rsa' ? m.rsaKeyPairGen : m.ecKeyPairGen;
     const privateKey = await this.run('generateVersionKeyPair', async (session) => {
-      const pair = await this.p11.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate);
+      const pair = await retryingTransientTokenFailure(this.p11, session, versionId, () =>
+        this.p11.C_GenerateKeyPairAsync(session, mechanism, publicTemplate, privateTemplate),
+      );
       assertUnreadable(this.p11, session, pair.privateKey, [pair.privateKey, pair.publicKey]);
       this.publicKeys.set(versionId, spec.kind === 'rsa' ? rsaPublicKeyDer(this.p11, session, pair.publicKey) : ecPublicKeyDer(this.p11, session, pair.publicKey, spec.curve));
       return pair.privateKey;
@@ -142,19 +143,28 @@ export class VersionKeys {
   async publicKey(versionId: string): Promise<Buffer> {
     const cached = this.publicKeys.get(versionId);
     if (cached) return cached;
-    const der = await this.run('publicKey', (session) => {
-      // The key type is matched in the search rather than read: a CK_ULONG comes back as
-      // native-endian bytes of the platform's width.
-      const [rsa] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA }]);
-      if (rsa !== undefined) return rsaPublicKeyDer(this.p11, session, rsa);
-      const [handle] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }]);
-      if (handle === undefined) throw missingMaterial();
-      const [params] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_PARAMS }]);
-      const curve = curveOf(params?.value);
-      return ecPublicKeyDer(this.p11, session, handle, curve);
-    });
-    this.publicKeys.set(versionId, der);
-    return der;
+    // Patient, as object-cache.ts's lookups (issue 19): a pair made a moment ago by another
+    // process may not be visible here yet.
+    for (const delayMs of [0, ...RESEARCH_BACKOFF_MS]) {
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const der = await this.run('publicKey', (session) => this.readPublicKey(session, versionId));
+      if (der !== undefined) {
+        this.publicKeys.set(versionId, der);
+        return der;
+      }
+    }
+    throw missingMaterial();
+  }
+
+  private readPublicKey(session: Handle, versionId: string): Buffer | undefined {
+    // The key type is matched in the search rather than read: a CK_ULONG comes back as
+    // native-endian bytes of the platform's width.
+    const [rsa] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_RSA }]);
+    if (rsa !== undefined) return rsaPublicKeyDer(this.p11, session, rsa);
+    const [handle] = findObjects(this.p11, session, [...m.publicKeyById(versionId), { type: pkcs11js.CKA_KEY_TYPE, value: pkcs11js.CKK_EC }]);
+    if (handle === undefined) return undefined;
+    const [params] = this.p11.C_GetAttributeValue(session, handle, [{ type: pkcs11js.CKA_EC_PARAMS }]);
+    return ecPublicKeyDer(this.p11, session, handle, curveOf(params?.value));
   }
 
   async sign(versionId: string, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
@@ -248,12 +258,26 @@ export class VersionKeys {
   }
 
   async decrypt(versionId: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
+    const publicKeyDer = await this.publicKey(versionId);
+    return this.decryptWith(publicKeyDer, algorithm, ciphertext, (fn) => this.withPrivateHalf(versionId, fn));
+  }
+
+  /**
+   * RSA-OAEP decryption with whichever private half `withKey` lends (a token object, or an
+   * unwrapped HsmEncryptedDatabase session object); `publicKeyDer` gives the modulus length.
+   */
+  async decryptWith(
+    publicKeyDer: Buffer,
+    algorithm: AsymmetricEncryptionAlgorithm,
+    ciphertext: Buffer,
+    withKey: (fn: (key: Handle) => Promise<Buffer>) => Promise<Buffer>,
+  ): Promise<Buffer> {
     const path = this.decryptionPath(algorithm);
     if (path === undefined) throw new KmsError('Rejected.UnsupportedOperation', `Unsupported operation. This HSM cannot decrypt ${algorithm} (strict mode refuses the host OAEP decoding).`);
-    const modulusBytes = (createPublicKey({ key: await this.publicKey(versionId), format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
+    const modulusBytes = (createPublicKey({ key: publicKeyDer, format: 'der', type: 'spki' }).asymmetricKeyDetails?.modulusLength ?? 0) / 8;
     // No oracle: a wrong length, bad padding or a token refusal are all the same InvalidCiphertext.
     if (ciphertext.length !== modulusBytes) throw invalidCiphertext();
-    return this.withPrivateHalf(versionId, (key) =>
+    return withKey((key) =>
       this.run('asymmetricDecrypt', async (session) => {
         try {
           if (path === 'native') {
@@ -262,7 +286,10 @@ export class VersionKeys {
           }
           return await rawRsaOaepDecrypt(this.p11, session, key, ciphertext, modulusBytes, oaepHash(algorithm));
         } catch (error) {
+          if (isGeneralError(error)) throw invalidCiphertext();
           const translated = translatePkcs11Error(error, 'asymmetricDecrypt');
+          // A key handle gone stale (says nothing about the ciphertext): the handle caches look it up again.
+          if (isStaleHandle(error)) throw translated;
           if (translated.kind === 'unavailable') throw translated;
           throw invalidCiphertext();
         }
@@ -276,18 +303,26 @@ export class VersionKeys {
    * usage table keeps from ever happening.
    */
   async mac(versionId: string, hash: MacHash, message: Buffer): Promise<Buffer> {
-    return this.cache.withObject(versionId, m.secretKeyById(versionId), missingMaterial, (key) =>
-      this.run('mac', async (session) => {
-        this.p11.C_SignInit(session, m.hmacMechanism(hash), key);
-        return Buffer.from(await this.p11.C_SignAsync(session, message, Buffer.alloc(MAC_HASH_BYTES[hash])));
-      }),
-    );
+    return this.cache.withObject(versionId, m.secretKeyById(versionId), missingMaterial, (key) => this.macWithHandle(key, hash, message));
+  }
+
+  /** HMAC with any generic-secret key handle (token object, or an unwrapped HsmEncryptedDatabase session object). */
+  macWithHandle(key: Handle, hash: MacHash, message: Buffer): Promise<Buffer> {
+    return this.run('mac', async (session) => {
+      this.p11.C_SignInit(session, m.hmacMechanism(hash), key);
+      return Buffer.from(await this.p11.C_SignAsync(session, message, Buffer.alloc(MAC_HASH_BYTES[hash])));
+    });
   }
 
   private withPrivateHalf<T>(versionId: string, fn: (key: Handle) => Promise<T>): Promise<T> {
     return this.cache.withObject(privateHalf(versionId), m.privateKeyById(versionId), missingMaterial, fn);
   }
 }
+
+const isStaleHandle = (error: unknown): boolean => {
+  const code = pkcs11Code(error);
+  return code === pkcs11js.CKR_KEY_HANDLE_INVALID || code === pkcs11js.CKR_OBJECT_HANDLE_INVALID;
+};
 
 /** Signs a SHA-256 digest; the result is what openssl verifies (DER for ECDSA). */
 export async function signDigest(

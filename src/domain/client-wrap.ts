@@ -1,9 +1,9 @@
 import { constants, createPublicKey, publicEncrypt } from 'node:crypto';
-import type { WrappingAlgorithm } from '../domain/byok.js';
+import type { WrappingAlgorithm } from './byok.js';
 
 /**
- * Seed 000, step 3, done locally: encrypts key material with the downloaded wrapping public
- * key, exactly as `openssl pkeyutl -encrypt … -pkeyopt rsa_padding_mode:oaep -pkeyopt
+ * BYOK step 3, done on the client (the CLI, a seed file's EXTERNAL keys, tests): encrypts key
+ * material with the downloaded wrapping public key, exactly as `openssl pkeyutl -encrypt … -pkeyopt rsa_padding_mode:oaep -pkeyopt
  * rsa_oaep_md:sha256 -pkeyopt rsa_mgf1_md:sha256` does for RSAES_OAEP_SHA_256 (node:crypto
  * uses the OAEP hash for MGF1 too). `publicKey` is PEM or DER SubjectPublicKeyInfo, as the
  * seed offers both downloads. Nothing leaves this machine.
