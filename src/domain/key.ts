@@ -180,6 +180,11 @@ export const KEY_ACTIONS = Object.keys(MATRIX) as readonly KeyAction[];
  * Whether `action` may run on a key in `state`, exactly per alibaba-api.md §5.1.
  * @throws `Rejected.<state>` (409) or `Rejected.StateModifiedFailed` (409).
  */
+/** Whether `action` is allowed in `state` (assertAllowed without the error). */
+export function isAllowed(action: KeyAction, state: KeyState): boolean {
+  return MATRIX[action][STATE_COLUMN[state]] === 'ok';
+}
+
 export function assertAllowed(action: KeyAction, state: KeyState): void {
   const outcome = MATRIX[action][STATE_COLUMN[state]];
   if (outcome === 'rejected') throw rejectedState(state);

@@ -1,6 +1,6 @@
 import type { AccountRateLimitSettings, KmsConfig } from '../config.js';
 import { KmsError, unavailable } from '../domain/errors.js';
-import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows } from '../domain/key.js';
+import { type Key, type KeyAction, type UsageAction, assertAllowed, assertUsageAllows, isAllowed } from '../domain/key.js';
 import type { Caller, ServiceDeps } from './context.js';
 import type { RateSample, RateWindows } from './rate-windows.js';
 
@@ -34,16 +34,34 @@ export async function admitCryptoCall(deps: Pick<ServiceDeps, 'repositories' | '
  * action: the key's usage allows the action (400 Rejected.UnsupportedOperation), then its state
  * does (409 Rejected.<State>), then the instance's QPS spec admits the call (429, with the
  * request's nonce claimed). A refused key never takes a unit of the instance's QPS.
+ *
+ * The key usually comes from this node's cache, and another node's change reaches it over
+ * Redis pub/sub. The request's Redis round trip (the nonce claim) orders it after every
+ * invalidation published before the client sent it — Redis writes a PUBLISH's message to the
+ * subscribers before it answers the publisher, and this node reads the subscriber socket
+ * first — so the state is checked again after that round trip: a key disabled, enabled,
+ * scheduled for deletion or stripped of its material on one node is honoured by the next
+ * request on every other node, not only within the channel's bound. In steady state the
+ * second look is a cache hit on the same entry.
  */
 export async function admitKeyUse(
   deps: Pick<ServiceDeps, 'repositories' | 'rates'>,
-  key: Pick<Key, 'instanceId' | 'keySpec' | 'keyUsage' | 'state'>,
+  key: Pick<Key, 'id' | 'instanceId' | 'keySpec' | 'keyUsage' | 'state'>,
   action: KeyAction & UsageAction,
   caller: Caller,
 ): Promise<void> {
   assertUsageAllows(action, key);
-  assertAllowed(action, key.state);
+  if (!isAllowed(action, key.state)) {
+    // Refused by what may be a stale entry: pass the barrier first, then judge the key as it is now.
+    await caller.nonce?.claim();
+    const current = (await deps.repositories.keys.byId(key.id)) ?? key;
+    assertAllowed(action, current.state);
+    await admitCryptoCall(deps, current, caller);
+    return;
+  }
   await admitCryptoCall(deps, key, caller);
+  const current = await deps.repositories.keys.byId(key.id);
+  if (current && current !== key) assertAllowed(action, current.state);
 }
 
 /** Per-account rate classes of Alibaba's shared gateway (alibaba-api.md §5.11). */

@@ -169,6 +169,33 @@ describe('two processes see each other\'s state changes at once', () => {
     await refused(() => callB('CreateKeyVersion', { KeyId: keyId }), 'Rejected.PendingDeletion', 409);
   }, 60_000);
 
+  it('a change A commits while B\'s request sits between its cached read and its Redis round trip is honoured by that request', async () => {
+    // The window of the next-request guarantee: B read the key from its cache, and the change's
+    // invalidation reaches B only while B waits on Redis. Run the change exactly there: just
+    // before B's own Redis call (the QPS admission with the nonce; the nonce claim alone when
+    // B's cached state refuses). Real Redis orders the two: B must judge the key as it is now.
+    const keyId = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId })).KeyMetadata.KeyId as string;
+    const blob = (await callB('Encrypt', { KeyId: keyId, Plaintext: 'x' })).CiphertextBlob as string;
+    const rates = b.kms.deps.rates;
+    const admitClaiming = rates.admitClaiming.bind(rates);
+    rates.admitClaiming = async (...args) => {
+      rates.admitClaiming = admitClaiming;
+      await callA('DisableKey', { KeyId: keyId });
+      return admitClaiming(...args);
+    };
+    await refused(() => callB('Encrypt', { KeyId: keyId, Plaintext: 'x' }), 'Rejected.Disabled', 409);
+    expect(rates.admitClaiming).toBe(admitClaiming);
+    const nonces = b.kms.nonces;
+    const claimKey = nonces.claimKey.bind(nonces);
+    nonces.claimKey = async (...args) => {
+      nonces.claimKey = claimKey;
+      await callA('EnableKey', { KeyId: keyId });
+      return claimKey(...args);
+    };
+    expect((await callB('Decrypt', { CiphertextBlob: blob })).Plaintext).toBe('x');
+    expect(nonces.claimKey).toBe(claimKey);
+  }, 60_000);
+
   it('DeleteKeyMaterial on A stops B at once, though B had the material warm; re-importing it on A serves B again', async () => {
     const { wrapKeyMaterial } = await import('../../src/domain/client-wrap.js');
     const keyId = (await callA('CreateKey', { DKMSInstanceId: a.softwareInstanceId, Origin: 'EXTERNAL' })).KeyMetadata.KeyId as string;
