@@ -95,6 +95,7 @@ export async function createKms(config: KmsConfig, options: CreateKmsOptions = {
       sessions: config.hsm.sessions,
       importStrict: config.hsm.importStrict,
       unwrappedKeyCacheSize: config.hsm.unwrappedKeyCacheSize,
+      warn: (message) => logger.warn(message),
     }), metrics.observeHsmCall));
     opened.push(() => hsm.close());
     logger.info({ hsm: hsm.info() }, 'HSM opened; capabilities probed');

@@ -3,13 +3,22 @@ import { unavailable } from '../../domain/errors.js';
 import { pkcs11Code } from './errors.js';
 
 /**
- * One loaded PKCS#11 library per process: C_Initialize may be called once per process, so
- * several adapters (a server and its tests, or a restart inside one process) share it and the
- * last close finalizes it.
+ * One loaded PKCS#11 library per process: C_Initialize is per process, so several adapters (a
+ * server and its tests, or a restart inside one process) share it and the last close finalizes
+ * it. A restart (`restartModule`, for a stale token view) finalizes and initializes it again
+ * for all of them; `generation` tells each adapter its handles are gone.
  */
 interface LoadedModule {
   p11: pkcs11js.PKCS11;
   refs: number;
+  /** Moves on every restart: what adapters compare the handles they hold against. */
+  generation: number;
+  /** Operations under way (`useModule`): a restart waits until there are none. */
+  busy: number;
+  /** Told when `busy` drops to 0. */
+  drained: Array<() => void>;
+  /** The restart under way: new operations wait for it. */
+  restarting: Promise<boolean> | undefined;
 }
 const loaded = new Map<string, LoadedModule>();
 
@@ -33,8 +42,85 @@ export function acquireModule(modulePath: string): pkcs11js.PKCS11 {
   } catch (error) {
     if (pkcs11Code(error) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw error;
   }
-  loaded.set(modulePath, { p11, refs: 1 });
+  loaded.set(modulePath, { p11, refs: 1, generation: 0, busy: 0, drained: [], restarting: undefined });
   return p11;
+}
+
+/** The restart count of the loaded module (0 before any). */
+export function moduleGeneration(modulePath: string): number {
+  return loaded.get(modulePath)?.generation ?? 0;
+}
+
+/**
+ * Runs one adapter operation on the loaded module: it waits for a restart under way, and a
+ * restart waits for it to end. An operation holds object and session handles from its start to
+ * its end; after a restart those numbers may name other objects, so no operation may span one.
+ */
+export async function useModule<T>(modulePath: string, operation: () => Promise<T>): Promise<T> {
+  const entry = loaded.get(modulePath);
+  if (!entry) return operation();
+  while (entry.restarting) await entry.restarting;
+  entry.busy += 1;
+  try {
+    return await operation();
+  } finally {
+    entry.busy -= 1;
+    if (entry.busy === 0) for (const wake of entry.drained.splice(0)) wake();
+  }
+}
+
+/** How long a restart waits for the operations under way before it gives up. */
+const RESTART_DRAIN_MS = 5_000;
+
+/**
+ * Finalizes and initializes the loaded module again: every session, login and handle of the
+ * process is gone, and the library reads its tokens afresh. For a library whose view of a token
+ * went stale for good (SoftHSM2 2.6.1 stops re-reading its token directory once it met a
+ * token.object that another process was rewriting: Pkcs11Hsm.checkTokenView). One at a time;
+ * waits for the operations under way (at most RESTART_DRAIN_MS, then gives up and returns
+ * false). Never call it from inside `useModule`.
+ */
+export function restartModule(modulePath: string): Promise<boolean> {
+  const entry = loaded.get(modulePath);
+  if (!entry) return Promise.resolve(false);
+  if (!entry.restarting) {
+    const restart = restartWhenDrained(entry);
+    entry.restarting = restart;
+    void restart.finally(() => {
+      if (entry.restarting === restart) entry.restarting = undefined;
+    });
+  }
+  return entry.restarting;
+}
+
+async function restartWhenDrained(entry: LoadedModule): Promise<boolean> {
+  if (entry.busy > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      new Promise<boolean>((resolve) => entry.drained.push(() => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), RESTART_DRAIN_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!drained) return false;
+  }
+  try {
+    entry.p11.C_Finalize();
+  } catch {
+    // Not initialized any more is what we want.
+  }
+  // Every handle is gone now, whether or not the library comes back at once.
+  entry.generation += 1;
+  return initializeAgain(entry.p11);
+}
+
+/** C_Initialize as acquireModule makes it; true if the library is initialized afterwards. */
+export function initializeAgain(p11: pkcs11js.PKCS11): boolean {
+  try {
+    p11.C_Initialize({ flags: pkcs11js.CKF_OS_LOCKING_OK });
+    return true;
+  } catch (error) {
+    return pkcs11Code(error) === pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED;
+  }
 }
 
 export function releaseModule(modulePath: string): void {

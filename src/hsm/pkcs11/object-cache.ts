@@ -16,13 +16,36 @@ export type SessionRunner = <T>(operation: string, fn: (session: Handle) => Prom
 /** Waits between token re-searches for an object the database says exists: ~3.3 s in all. */
 export const RESEARCH_BACKOFF_MS: readonly number[] = [20, 40, 80, 160, 320, 640, 1_000, 1_000];
 
+/**
+ * Thrown by `findPatiently` when the token shows nothing and this process's view of the token
+ * is stale (Pkcs11Hsm.tokenViewIntact): the adapter restarts the module and runs the whole
+ * operation again (Pkcs11Hsm.op), rather than waiting for an object it can never see.
+ */
+export class StaleTokenView extends Error {
+  constructor() {
+    super('The token view of this process is stale.');
+  }
+}
+
 export class ObjectHandleCache {
   private readonly handles = new Map<string, Handle>();
 
+  /** @param tokenViewIntact asked when a search finds nothing: false means this process cannot see new objects any more */
   constructor(
     private readonly p11: pkcs11js.PKCS11,
     private readonly run: SessionRunner,
+    private readonly tokenViewIntact: () => Promise<boolean> = async () => true,
   ) {}
+
+  /** Throws StaleTokenView if this process cannot see the token change any more (a miss is then no answer). */
+  async assertTokenView(): Promise<void> {
+    if (!(await this.tokenViewIntact())) throw new StaleTokenView();
+  }
+
+  /** Forgets every handle (a module restart: the numbers may name other objects now). */
+  clear(): void {
+    this.handles.clear();
+  }
 
   set(cacheKey: string, handle: Handle): void {
     this.handles.set(cacheKey, handle);
@@ -45,11 +68,13 @@ export class ObjectHandleCache {
    * `find`, then — when the token shows nothing — a bounded re-search with backoff (issue 19):
    * SoftHSM2 shows one process's new token objects to another only after its own refresh
    * (measured: up to 2.4 s), so a version the database says exists may be briefly invisible
-   * here. Callers turn a final miss into a retryable 503.
+   * here. Callers turn a final miss into a retryable 503. A miss in a process whose token view
+   * went stale for good throws StaleTokenView at once.
    */
   async findPatiently(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
     const handle = await this.find(cacheKey, template);
     if (handle !== undefined) return handle;
+    if (!(await this.tokenViewIntact())) throw new StaleTokenView();
     for (const delayMs of RESEARCH_BACKOFF_MS) {
       await new Promise((resolve) => setTimeout(resolve, delayMs));
       const found = await this.find(cacheKey, template);

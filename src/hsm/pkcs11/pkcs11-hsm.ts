@@ -23,8 +23,8 @@ import { probeCapabilities } from './capabilities.js';
 import { isGeneralError, mayNeedRecovery, pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import { GCM_IV_BYTES, nextGcmIv } from '../gcm-iv.js';
-import { acquireModule, findTokenSlot, login, releaseModule } from './module.js';
-import { ObjectHandleCache } from './object-cache.js';
+import { acquireModule, findTokenSlot, initializeAgain, login, moduleGeneration, releaseModule, restartModule, useModule } from './module.js';
+import { ObjectHandleCache, StaleTokenView } from './object-cache.js';
 import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
 import { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, ensureServiceKeys } from './service-keys.js';
 import { SessionPool } from './session-pool.js';
@@ -33,6 +33,9 @@ import { VersionKeys, signDigest } from './version-keys.js';
 import { WrappedKeys, wrappedKeyUse } from './wrapped-keys.js';
 
 type Handle = pkcs11js.Handle;
+
+/** Pause before a failed C_GetTokenInfo is asked again (`tokenViewIntact`). */
+const TOKEN_VIEW_RECHECK_MS = 50;
 
 /** Tries in all of opening the token when it answers CKR_GENERAL_ERROR (`open`). */
 const OPEN_ATTEMPTS = 3;
@@ -52,6 +55,8 @@ export interface Pkcs11HsmOptions {
   importStrict: boolean;
   /** Unwrapped HsmEncryptedDatabase version keys kept as session objects (KMS_HSM_UNWRAPPED_KEY_CACHE_SIZE). */
   unwrappedKeyCacheSize?: number;
+  /** Where the adapter reports what it repaired on its own (a module restart); never given secrets. */
+  warn?: (message: string) => void;
 }
 
 /**
@@ -85,6 +90,8 @@ export class Pkcs11Hsm implements Hsm {
   private readonly unwrapped: UnwrappedKeyCache;
   private readonly wrapped: WrappedKeys;
   private closed = false;
+  /** The module generation (module.ts) this adapter's sessions and handles belong to. */
+  private generation: number;
 
   private constructor(
     private readonly p11: pkcs11js.PKCS11,
@@ -94,15 +101,16 @@ export class Pkcs11Hsm implements Hsm {
     private readonly hsmInfo: HsmInfo,
     private rootKey: Handle,
     private macKey: Handle,
-    private readonly slot: Handle,
+    private slot: Handle,
     /**
      * Logs `session` in again (issue 19: sessions closed under the service, a device error).
      * It holds the user PIN in this process's memory for that purpose; never logged.
      */
     private readonly relogin: (session: Handle) => void,
   ) {
+    this.generation = moduleGeneration(options.modulePath);
     const run = this.run.bind(this);
-    this.cache = new ObjectHandleCache(p11, run);
+    this.cache = new ObjectHandleCache(p11, run, () => this.tokenViewIntact());
     this.versionKeys = new VersionKeys(p11, run, this.cache, hsmInfo.capabilities, options.importStrict);
     this.unwrapped = new UnwrappedKeyCache(p11, slot, options.unwrappedKeyCacheSize ?? DEFAULT_UNWRAPPED_KEY_CACHE_SIZE);
     this.wrapped = new WrappedKeys(p11, run, hsmInfo.capabilities, this.unwrapped);
@@ -183,7 +191,7 @@ export class Pkcs11Hsm implements Hsm {
   // ---- version keys, by spec --------------------------------------------------------------
 
   generateVersionKey(versionId: string, spec: VersionKeySpec): Promise<void> {
-    return this.versionKeys.generate(versionId, spec);
+    return this.op(() => this.versionKeys.generate(versionId, spec));
   }
 
   supportsVersionKey(spec: VersionKeySpec): boolean {
@@ -191,27 +199,27 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   hasVersionKey(versionId: string): Promise<boolean> {
-    return this.versionKeys.has(versionId);
+    return this.op(() => this.versionKeys.has(versionId));
   }
 
   destroyVersionKey(versionId: string): Promise<boolean> {
-    return this.versionKeys.destroy(versionId);
+    return this.op(() => this.versionKeys.destroy(versionId));
   }
 
   versionPublicKey(versionId: string): Promise<Buffer> {
-    return this.versionKeys.publicKey(versionId);
+    return this.op(() => this.versionKeys.publicKey(versionId));
   }
 
   signWithVersionKey(versionId: string, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
-    return this.versionKeys.sign(versionId, algorithm, digest);
+    return this.op(() => this.versionKeys.sign(versionId, algorithm, digest));
   }
 
   signWithKeyMaterial(privateKeyPkcs8: Buffer, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
-    return this.versionKeys.signWithKeyMaterial(privateKeyPkcs8, algorithm, digest);
+    return this.op(() => this.versionKeys.signWithKeyMaterial(privateKeyPkcs8, algorithm, digest));
   }
 
   verifyWithPublicKey(publicKeyDer: Buffer, algorithm: SigningAlgorithm, digest: Buffer, signature: Buffer): Promise<boolean> {
-    return this.versionKeys.verifyWithPublicKey(publicKeyDer, algorithm, digest, signature);
+    return this.op(() => this.versionKeys.verifyWithPublicKey(publicKeyDer, algorithm, digest, signature));
   }
 
   supportsAsymmetricDecryption(algorithm: AsymmetricEncryptionAlgorithm): boolean {
@@ -219,29 +227,29 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   decryptWithVersionKeyPair(versionId: string, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
-    return this.versionKeys.decrypt(versionId, algorithm, ciphertext);
+    return this.op(() => this.versionKeys.decrypt(versionId, algorithm, ciphertext));
   }
 
   async encryptWithVersionKey(versionId: string, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
-    return this.withSecretKey(versionId, (key) => this.gcmEncrypt(key, plaintext, aad));
+    return this.op(() => this.withSecretKey(versionId, (key) => this.gcmEncrypt(key, plaintext, aad)));
   }
 
   async decryptWithVersionKey(versionId: string, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
-    return this.withSecretKey(versionId, (key) => this.gcmDecrypt(key, sealed, aad));
+    return this.op(() => this.withSecretKey(versionId, (key) => this.gcmDecrypt(key, sealed, aad)));
   }
 
   macWithVersionKey(versionId: string, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
-    return this.versionKeys.mac(versionId, macHash(algorithm), message);
+    return this.op(() => this.versionKeys.mac(versionId, macHash(algorithm), message));
   }
 
   async fingerprintVersionKey(versionId: string): Promise<Buffer> {
-    return this.withSecretKey(versionId, (key) => this.run('fingerprint', (session) => this.byok.fingerprint(session, key)));
+    return this.op(() => this.withSecretKey(versionId, (key) => this.run('fingerprint', (session) => this.byok.fingerprint(session, key))));
   }
 
   // ---- HsmEncryptedDatabase ---------------------------------------------------------------
 
   hasMasterWrappingKey(): Promise<boolean> {
-    return this.wrapped.hasMaster();
+    return this.op(() => this.wrapped.hasMaster());
   }
 
   supportsWrappedVersionKey(spec: VersionKeySpec): boolean {
@@ -250,90 +258,89 @@ export class Pkcs11Hsm implements Hsm {
 
   generateWrappedVersionKey(versionId: string, spec: VersionKeySpec): Promise<WrappedMaterial> {
     if (!this.supportsWrappedVersionKey(spec)) return Promise.reject(internalFailure(`HsmEncryptedDatabase storage cannot hold ${spec.kind} keys on this HSM.`));
-    return this.wrapped.generate(versionId, spec);
+    return this.op(() => this.wrapped.generate(versionId, spec));
   }
 
   signWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: SigningAlgorithm, digest: Buffer): Promise<Buffer> {
-    return this.wrapped.withKey(key, wrappedKeyUse(key.spec), (handle) => this.run('sign', (session) => signDigest(this.p11, session, handle, algorithm, digest)));
+    return this.op(() => this.wrapped.withKey(key, wrappedKeyUse(key.spec), (handle) => this.run('sign', (session) => signDigest(this.p11, session, handle, algorithm, digest))));
   }
 
   decryptWithWrappedKeyPair(key: WrappedVersionKeyPair, algorithm: AsymmetricEncryptionAlgorithm, ciphertext: Buffer): Promise<Buffer> {
-    return this.versionKeys.decryptWith(key.publicKeyDer, algorithm, ciphertext, (fn) => this.wrapped.withKey(key, wrappedKeyUse(key.spec), fn));
+    return this.op(() => this.versionKeys.decryptWith(key.publicKeyDer, algorithm, ciphertext, (fn) => this.wrapped.withKey(key, wrappedKeyUse(key.spec), fn)));
   }
 
   encryptWithWrappedKey(key: WrappedVersionKey, plaintext: Buffer, aad: Buffer | undefined): Promise<AesGcmSealed> {
-    return this.wrapped.withKey(key, 'aes', (handle) => this.gcmEncrypt(handle, plaintext, aad));
+    return this.op(() => this.wrapped.withKey(key, 'aes', (handle) => this.gcmEncrypt(handle, plaintext, aad)));
   }
 
   decryptWithWrappedKey(key: WrappedVersionKey, sealed: AesGcmSealed, aad: Buffer | undefined): Promise<Buffer> {
-    return this.wrapped.withKey(key, 'aes', (handle) => this.gcmDecrypt(handle, sealed, aad));
+    return this.op(() => this.wrapped.withKey(key, 'aes', (handle) => this.gcmDecrypt(handle, sealed, aad)));
   }
 
   macWithWrappedKey(key: WrappedVersionKey, algorithm: MacAlgorithm, message: Buffer): Promise<Buffer> {
     const hash = macHash(algorithm);
-    return this.wrapped.withKey(key, 'hmac', (handle) => this.versionKeys.macWithHandle(handle, hash, message));
+    return this.op(() => this.wrapped.withKey(key, 'hmac', (handle) => this.versionKeys.macWithHandle(handle, hash, message)));
   }
 
   fingerprintWrappedKey(key: WrappedVersionKey): Promise<Buffer> {
-    return this.wrapped.withKey(key, 'aes', (handle) => this.run('fingerprint', (session) => this.byok.fingerprint(session, handle)));
+    return this.op(() => this.wrapped.withKey(key, 'aes', (handle) => this.run('fingerprint', (session) => this.byok.fingerprint(session, handle))));
   }
 
   forgetWrappedKey(versionId: string): void {
+    // After a module restart the cached objects are gone, and their handle numbers may name others.
+    if (this.generation !== moduleGeneration(this.options.modulePath)) return;
     this.wrapped.forget(versionId);
   }
 
   // ---- reconciliation -----------------------------------------------------------------------
 
   async listObjectIds(): Promise<HsmObjectIds> {
-    return this.run('listObjectIds', (session) => ({
+    return this.op(() => this.run('listObjectIds', (session) => ({
       versionKeys: [
         ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_SECRET_KEY),
         // Version pairs never unwrap; wrapping pairs always do (mechanisms.ts templates).
         ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: false }]),
       ],
       wrappingPairs: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: true }]),
-    }));
+    })));
   }
 
   // ---- service keys ------------------------------------------------------------------------
 
   async sealWithRootKey(plaintext: Buffer, aad?: Buffer): Promise<Buffer> {
-    const sealed = await this.gcmEncrypt(this.rootKey, plaintext, aad);
+    const sealed = await this.op(() => this.gcmEncrypt(this.rootKey, plaintext, aad));
     return Buffer.concat([sealed.iv, sealed.ciphertext, sealed.tag]);
   }
 
   async unsealWithRootKey(blob: Buffer, aad?: Buffer): Promise<Buffer> {
     if (blob.length < GCM_IV_BYTES + GCM_TAG_BYTES) throw invalidCiphertext();
-    return this.gcmDecrypt(
-      this.rootKey,
-      {
-        iv: blob.subarray(0, GCM_IV_BYTES),
-        ciphertext: blob.subarray(GCM_IV_BYTES, blob.length - GCM_TAG_BYTES),
-        tag: blob.subarray(blob.length - GCM_TAG_BYTES),
-      },
-      aad,
-    );
+    const sealed = {
+      iv: blob.subarray(0, GCM_IV_BYTES),
+      ciphertext: blob.subarray(GCM_IV_BYTES, blob.length - GCM_TAG_BYTES),
+      tag: blob.subarray(blob.length - GCM_TAG_BYTES),
+    };
+    return this.op(() => this.gcmDecrypt(this.rootKey, sealed, aad));
   }
 
   async macWithTokenKey(data: Buffer): Promise<Buffer> {
-    return this.run('mac', (session) => {
+    return this.op(() => this.run('mac', (session) => {
       this.p11.C_SignInit(session, m.sha256Hmac, this.macKey);
       return this.p11.C_Sign(session, data, Buffer.alloc(32));
-    });
+    }));
   }
 
   async randomBytes(length: number): Promise<Buffer> {
-    return this.run('random', (session) => this.p11.C_GenerateRandom(session, Buffer.alloc(length)));
+    return this.op(() => this.run('random', (session) => this.p11.C_GenerateRandom(session, Buffer.alloc(length))));
   }
 
   // ---- BYOK --------------------------------------------------------------------------------
 
   generateWrappingKeyPair(wrappingKeyId: string): Promise<{ publicKeyDer: Buffer }> {
-    return this.byok.generateWrappingKeyPair(wrappingKeyId);
+    return this.op(() => this.byok.generateWrappingKeyPair(wrappingKeyId));
   }
 
   destroyWrappingKeyPair(wrappingKeyId: string): Promise<void> {
-    return this.byok.destroyWrappingKeyPair(wrappingKeyId);
+    return this.op(() => this.byok.destroyWrappingKeyPair(wrappingKeyId));
   }
 
   supportsWrappingAlgorithm(algorithm: WrappingAlgorithm): boolean {
@@ -341,33 +348,112 @@ export class Pkcs11Hsm implements Hsm {
   }
 
   unwrapImportedMaterial(request: ImportUnwrapRequest): Promise<ImportUnwrapResult> {
-    return this.byok.unwrapImportedMaterial(request);
+    return this.op(() => this.byok.unwrapImportedMaterial(request));
   }
 
   // ---- audit digests (audit-digest-key.ts) ---------------------------------------------------
 
   signAuditDigest(message: Buffer): Promise<{ signature: Buffer; publicKeyDer: Buffer }> {
-    return this.auditDigestKey.sign(message);
+    return this.op(() => this.auditDigestKey.sign(message));
   }
 
   auditDigestPublicKeys(): Promise<Buffer[]> {
-    return this.auditDigestKey.publicKeys();
+    return this.op(() => this.auditDigestKey.publicKeys());
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    this.unwrapped.close();
-    this.pool.close();
-    try {
-      this.p11.C_CloseSession(this.loginSession);
-    } catch {
-      // Best effort at shutdown.
+    // After a module restart our handles are gone, and their numbers may be another adapter's now.
+    if (this.generation === moduleGeneration(this.options.modulePath)) {
+      this.unwrapped.close();
+      this.pool.close();
+      try {
+        this.p11.C_CloseSession(this.loginSession);
+      } catch {
+        // Best effort at shutdown.
+      }
     }
     releaseModule(this.options.modulePath);
   }
 
   // ---- internals ---------------------------------------------------------------------------
+
+  /**
+   * Runs one public operation under the module's lease (module.ts `useModule`), so that no
+   * restart falls inside it, with this adapter's handles of the module's current generation: the
+   * first operation after a restart reopens the adapter (`reopen`). An operation that met a
+   * stale token view (`tokenViewIntact`) restarts the module, once, and runs again.
+   */
+  private async op<T>(operation: () => Promise<T>): Promise<T> {
+    const modulePath = this.options.modulePath;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await useModule(modulePath, () => {
+          if (this.generation !== moduleGeneration(modulePath)) this.reopen();
+          return operation();
+        });
+      } catch (error) {
+        if (!(error instanceof StaleTokenView)) throw error;
+        if (attempt > 1 || this.closed) throw unavailable('The HSM token could not be read afresh (its view in this process is stale); retry.');
+        this.options.warn?.('hsm: this process no longer sees the token directory change (SoftHSM2 stale token view); restarting the PKCS#11 module');
+        const restarted = await restartModule(modulePath).catch(() => false);
+        if (!restarted) throw unavailable('The HSM token view of this process is stale and the module could not be restarted now; retry.');
+      }
+    }
+  }
+
+  /**
+   * After a module restart: every session, login and handle of the old generation is gone, and
+   * the same numbers may now name other objects, so all are forgotten (none closed), and the
+   * slot, a login session, the service keys and the master key are found again. Synchronous,
+   * so no other operation of this adapter interleaves.
+   */
+  private reopen(): void {
+    const p11 = this.p11;
+    this.generation = moduleGeneration(this.options.modulePath);
+    this.cache.clear();
+    this.unwrapped.abandon();
+    this.wrapped.forgetMaster();
+    try {
+      // A restart whose C_Initialize failed left the library finalized: try once more here.
+      initializeAgain(p11);
+      this.slot = findTokenSlot(p11, this.options.tokenLabel);
+      this.pool.abandon(this.slot);
+      this.unwrapped.moveTo(this.slot);
+      this.loginSession = p11.C_OpenSession(this.slot, pkcs11js.CKF_SERIAL_SESSION | pkcs11js.CKF_RW_SESSION);
+      this.relogin(this.loginSession);
+      const { rootKey, macKey } = ensureServiceKeys(p11, this.loginSession);
+      this.rootKey = rootKey;
+      this.macKey = macKey;
+    } catch (error) {
+      throw translatePkcs11Error(error, 'reopen');
+    }
+  }
+
+  /**
+   * Whether this process still sees the token change. SoftHSM2 2.6.1 stops re-reading a token
+   * directory for good once it met the token's token.object empty or half-written — which it
+   * is for a moment whenever another process logs in (ObjectFile::store unlocks before
+   * fclose flushes) — and from then on shows none of the other processes' new objects (issue
+   * 19: an HsmInternal key made on one node answered 503 on another for minutes). Its
+   * C_GetTokenInfo then fails with CKR_GENERAL_ERROR for good; a moment's torn read fails once,
+   * so a failure counts only if it repeats after a short pause.
+   */
+  private async tokenViewIntact(): Promise<boolean> {
+    if (this.tokenInfoReadable()) return true;
+    await new Promise((resolve) => setTimeout(resolve, TOKEN_VIEW_RECHECK_MS));
+    return this.tokenInfoReadable();
+  }
+
+  private tokenInfoReadable(): boolean {
+    try {
+      this.p11.C_GetTokenInfo(this.slot);
+      return true;
+    } catch (error) {
+      return !isGeneralError(error);
+    }
+  }
 
   // AES-GCM and HMAC run synchronously on the calling thread: with inputs of at most a few KiB
   // the token's work (15–30 µs of CPU on SoftHSM2) costs less than the thread-pool round trip

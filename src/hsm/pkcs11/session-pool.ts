@@ -18,7 +18,7 @@ export class SessionPool {
 
   constructor(
     private readonly p11: pkcs11js.PKCS11,
-    private readonly slot: Handle,
+    private slot: Handle,
     private readonly size: number,
   ) {}
 
@@ -89,6 +89,17 @@ export class SessionPool {
         // Already gone.
       }
     }
+  }
+
+  /**
+   * Forgets every session without closing any (a module restart ended them all, and their
+   * numbers may be reused by other sessions now); new ones are opened on `slot`. Only while no
+   * session is in use (module.ts restarts only then).
+   */
+  abandon(slot: Handle): void {
+    this.idle.splice(0);
+    this.opened = 0;
+    this.slot = slot;
   }
 
   /** How busy the pool is (metrics): its size, sessions open, in use, and callers waiting for one. */

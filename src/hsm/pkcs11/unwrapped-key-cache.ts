@@ -33,7 +33,7 @@ export class UnwrappedKeyCache {
 
   constructor(
     private readonly p11: pkcs11js.PKCS11,
-    private readonly slot: Handle,
+    private slot: Handle,
     readonly capacity: number,
   ) {}
 
@@ -70,6 +70,24 @@ export class UnwrappedKeyCache {
   forget(cacheKey: string): void {
     const entry = this.entries.get(cacheKey);
     if (entry) this.drop(cacheKey, entry);
+  }
+
+  /**
+   * Forgets every object and the owner session without touching the token (a module restart
+   * ended them all, and their numbers may name others now). Only while none is in use.
+   */
+  abandon(): void {
+    for (const entry of this.entries.values()) {
+      entry.evicted = true;
+      entry.gone = true;
+    }
+    this.entries.clear();
+    this.owner = undefined;
+  }
+
+  /** The slot new owner sessions open on (after a module restart). */
+  moveTo(slot: Handle): void {
+    this.slot = slot;
   }
 
   close(): void {

@@ -118,11 +118,12 @@ export class VersionKeys {
 
   /** Whether the version has its secret key or its private half in the token. */
   async has(versionId: string): Promise<boolean> {
-    return (
-      // Asked of the token, not the cache: another process may have destroyed the object.
-      (await this.cache.refresh(versionId, m.secretKeyById(versionId))) !== undefined ||
-      (await this.cache.refresh(privateHalf(versionId), m.privateKeyById(versionId))) !== undefined
-    );
+    // Asked of the token, not the cache: another process may have destroyed the object.
+    if ((await this.cache.refresh(versionId, m.secretKeyById(versionId))) !== undefined) return true;
+    if ((await this.cache.refresh(privateHalf(versionId), m.privateKeyById(versionId))) !== undefined) return true;
+    // "No" from a token view that no longer changes is no answer (object-cache.ts StaleTokenView).
+    await this.cache.assertTokenView();
+    return false;
   }
 
   /** Destroys every token object whose CKA_ID is the version id: a secret key, or both halves of a pair. */

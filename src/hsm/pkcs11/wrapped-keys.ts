@@ -64,6 +64,12 @@ export class WrappedKeys {
     return lookup;
   }
 
+  /** Forgets the master key's handle (a module restart); the next use looks it up again. */
+  forgetMaster(): void {
+    this.master = undefined;
+    this.masterCheckedAt = 0;
+  }
+
   async hasMaster(): Promise<boolean> {
     if (this.master !== undefined) return true;
     return (await this.refreshMaster()).status === 'found';
