@@ -112,6 +112,15 @@ describe('a process whose SoftHSM2 token view went stale', () => {
     expect(moduleGeneration(MODULE)).toBe(generation + 1);
   }, 60_000);
 
+  it('the reconciler\'s listing restarts too, rather than miss another process\'s objects (it would flag their versions)', async () => {
+    const generation = moduleGeneration(MODULE);
+    tearTokenObjectReadOnce();
+    const foreign = randomUUID();
+    await generateInAnotherProcess(foreign);
+    expect((await hsm.listObjectIds()).versionKeys).toContain(foreign);
+    expect(moduleGeneration(MODULE)).toBe(generation + 1);
+  }, 60_000);
+
   it('a key made elsewhere after the restart is found too; an object nobody made is a 503 and restarts nothing', async () => {
     const generation = moduleGeneration(MODULE);
     const later = randomUUID();

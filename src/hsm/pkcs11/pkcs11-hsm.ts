@@ -295,14 +295,25 @@ export class Pkcs11Hsm implements Hsm {
   // ---- reconciliation -----------------------------------------------------------------------
 
   async listObjectIds(): Promise<HsmObjectIds> {
-    return this.op(() => this.run('listObjectIds', (session) => ({
+    // A stale token view lists what this process saw last: the reconciler would flag other
+    // processes' new objects as missing. Restart (op) and list again rather than answer from it.
+    // Asked after the listing: the search itself is what re-reads the token and can find it torn.
+    return this.op(async () => {
+      const listed = await this.listTokenObjectIds();
+      await this.cache.assertTokenView();
+      return listed;
+    });
+  }
+
+  private listTokenObjectIds(): Promise<HsmObjectIds> {
+    return this.run('listObjectIds', (session) => ({
       versionKeys: [
         ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_SECRET_KEY),
         // Version pairs never unwrap; wrapping pairs always do (mechanisms.ts templates).
         ...listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: false }]),
       ],
       wrappingPairs: listObjectIdsOfClass(this.p11, session, pkcs11js.CKO_PRIVATE_KEY, [{ type: pkcs11js.CKA_UNWRAP, value: true }]),
-    })));
+    }));
   }
 
   // ---- service keys ------------------------------------------------------------------------
