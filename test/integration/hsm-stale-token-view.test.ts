@@ -44,11 +44,15 @@ afterAll(async () => {
   await hsm?.close();
 });
 
-/** The torn read: token.object empty while this process reads the token's info once. */
-function tearTokenObjectReadOnce(): void {
+function tokenObjectPath(): string {
   const file = readdirSync(token.dataDir, { recursive: true }).map(String).find((name) => name.endsWith('token.object'));
   expect(file).toBeDefined();
-  const tokenObject = path.join(token.dataDir, file!);
+  return path.join(token.dataDir, file!);
+}
+
+/** The torn read: token.object empty while this process reads the token's info once. */
+function tearTokenObjectReadOnce(): void {
+  const tokenObject = tokenObjectPath();
   const saved = readFileSync(tokenObject);
   const p11 = acquireModule(MODULE);
   try {
@@ -131,5 +135,24 @@ describe('a process whose SoftHSM2 token view went stale', () => {
     expect({ code: absent.code, kind: absent.kind }).toEqual({ code: 'ServiceUnavailableTemporary', kind: 'unavailable' });
     expect(await hsm.hasVersionKey(randomUUID())).toBe(false);
     expect(moduleGeneration(MODULE)).toBe(generation);
+  }, 60_000);
+});
+
+describe('a process that starts while another one rewrites token.object', () => {
+  const openTorn = async (mode: 'restore' | 'keep-empty') =>
+    (
+      await run(process.execPath, ['--import', 'tsx', 'test/fixtures/open-with-torn-token-object.ts', token.label, tokenObjectPath(), mode], {
+        env: { ...process.env, SOFTHSM2_CONF: token.confPath, TEST_TOKEN_PIN: token.userPin },
+      })
+    ).stdout.trim();
+
+  it('opens the token on a later try, the library initialized afresh', async () => {
+    expect(await openTorn('restore')).toBe('opened');
+  }, 60_000);
+
+  it('still says clearly that no token is there when it stays unreadable', async () => {
+    expect(await openTorn('keep-empty')).toBe('failed: Service Unavailable Temporary. No initialized token labelled "kms-test" was found; run `kms hsm init`.');
+    // The token is whole again for this process.
+    expect((await hsm.randomBytes(8)).length).toBe(8);
   }, 60_000);
 });

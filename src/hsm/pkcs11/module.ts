@@ -1,5 +1,5 @@
 import pkcs11js from 'pkcs11js';
-import { unavailable } from '../../domain/errors.js';
+import { KmsError, unavailable } from '../../domain/errors.js';
 import { pkcs11Code } from './errors.js';
 
 /**
@@ -136,13 +136,25 @@ export function releaseModule(modulePath: string): void {
   }
 }
 
+/**
+ * No initialized token carries the label. Either none does (`kms hsm init` never ran), or this
+ * process read the token while another process was rewriting its token.object (every login
+ * does: SoftHSM2 2.6.1 shows the token uninitialized or fails its C_GetTokenInfo then, found by
+ * a fresh-clone run starting `kms serve` beside a busy test server), which a re-read cures.
+ */
+export class TokenNotFound extends KmsError {
+  constructor(label: string) {
+    super('ServiceUnavailableTemporary', `Service Unavailable Temporary. No initialized token labelled "${label}" was found; run \`kms hsm init\`.`, 'unavailable');
+  }
+}
+
 /** The slot whose initialized token carries `label` (labels are space-padded to 32 bytes). */
 export function findTokenSlot(p11: pkcs11js.PKCS11, label: string): pkcs11js.Handle {
   for (const slot of p11.C_GetSlotList(true)) {
     const info = p11.C_GetTokenInfo(slot);
     if (info.label.trim() === label && (info.flags & pkcs11js.CKF_TOKEN_INITIALIZED) !== 0) return slot;
   }
-  throw unavailable(`No initialized token labelled "${label}" was found; run \`kms hsm init\`.`);
+  throw new TokenNotFound(label);
 }
 
 export function login(p11: pkcs11js.PKCS11, session: pkcs11js.Handle, pin: string): void {

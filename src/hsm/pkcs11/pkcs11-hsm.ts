@@ -23,7 +23,7 @@ import { probeCapabilities } from './capabilities.js';
 import { isGeneralError, mayNeedRecovery, pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import { GCM_IV_BYTES, nextGcmIv } from '../gcm-iv.js';
-import { acquireModule, findTokenSlot, initializeAgain, login, moduleGeneration, releaseModule, restartModule, useModule } from './module.js';
+import { TokenNotFound, acquireModule, findTokenSlot, initializeAgain, login, moduleGeneration, releaseModule, restartModule, useModule } from './module.js';
 import { ObjectHandleCache, StaleTokenView } from './object-cache.js';
 import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
 import { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, ensureServiceKeys } from './service-keys.js';
@@ -120,9 +120,13 @@ export class Pkcs11Hsm implements Hsm {
 
   /**
    * Opens the token: login, the service keys, the capability probe, the master key. Tried again
-   * (OPEN_ATTEMPTS in all, a short pause between) when the token answers CKR_GENERAL_ERROR:
-   * SoftHSM2 2.6.1 does that now and then while other processes write the token (found by the
-   * fresh-clone run: a `kms access-key create` failed to open it during a burst of CreateKeys).
+   * (OPEN_ATTEMPTS in all, a short pause between) when the token answers CKR_GENERAL_ERROR or
+   * seems not to be there: SoftHSM2 2.6.1 does both while another process rewrites the token's
+   * token.object, which every login does (found by fresh-clone runs: a `kms access-key create`
+   * during a burst of CreateKeys; a `kms serve` starting beside a busy test server). Such a
+   * read sticks for the life of the library's initialization, so before the next try the
+   * module is read afresh: finalized by the failed try's release when nothing else of this
+   * process holds it, else restarted for every adapter (restartModule).
    * @throws ServiceUnavailableTemporary / InternalFailure naming the CKR (errors.ts)
    */
   static async open(options: Pkcs11HsmOptions): Promise<Pkcs11Hsm> {
@@ -130,8 +134,10 @@ export class Pkcs11Hsm implements Hsm {
       try {
         return await Pkcs11Hsm.openOnce(options);
       } catch (error) {
-        if (!isGeneralError(error) || attempt >= OPEN_ATTEMPTS) throw translatePkcs11Error(error, 'open');
+        const tornRead = isGeneralError(error) || error instanceof TokenNotFound;
+        if (!tornRead || attempt >= OPEN_ATTEMPTS) throw translatePkcs11Error(error, 'open');
         await new Promise((resolve) => setTimeout(resolve, OPEN_RETRY_PAUSE_MS * attempt));
+        await restartModule(options.modulePath);
       }
     }
   }
