@@ -7,7 +7,10 @@ import { ensureAdminCredentials } from './services/bootstrap.js';
 export interface RunningKms {
   kms: Kms;
   http: RunningServer;
+  /** Where clients on this host reach it (a wildcard listen address becomes the loopback one). */
   endpoint: string;
+  /** The address it listens on, as bound (`0.0.0.0:8080` in the container). */
+  listening: string;
   credentialsFile: string;
   stop(): Promise<void>;
 }
@@ -19,13 +22,15 @@ export async function runServer(config: KmsConfig, options: { logger?: Logger } 
   try {
     http = await startHttpServer(kms, config.host, config.port);
     const endpoint = clientEndpoint(config.host, http.port);
+    const listening = listenAddress(config.host, http.port);
     const { file } = await ensureAdminCredentials(kms.deps, endpoint);
-    kms.deps.logger.info({ endpoint }, 'hsm-kms listening');
+    kms.deps.logger.info({ listening, endpoint }, 'hsm-kms listening');
     const running = http;
     return {
       kms,
       http: running,
       endpoint,
+      listening,
       credentialsFile: file,
       async stop() {
         await running.close();
@@ -48,6 +53,19 @@ export async function runServer(config: KmsConfig, options: { logger?: Logger } 
 export function clientEndpoint(host: string, port: number): string {
   if (host === '0.0.0.0' || host === '' || host === '::' || host === '[::]') return `127.0.0.1:${port}`;
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * Where a server listens, for people: the address as bound — a rig on 0.0.0.0 is reachable from
+ * the network, whatever address clients on this host use — and that one when it differs.
+ */
+export function describeListening(server: Pick<RunningKms, 'listening' | 'endpoint'>): string {
+  return server.listening === server.endpoint ? server.listening : `${server.listening} (clients on this host: ${server.endpoint})`;
+}
+
+/** The address as bound: `0.0.0.0:8080`, `[::1]:8080`. */
+export function listenAddress(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host || '0.0.0.0'}:${port}`;
 }
 
 /**

@@ -29,7 +29,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   'InvalidAccessKeyId.NotFound': 404,
   'Forbidden.KeyNotFound': 404,
   'Forbidden.AliasNotFound': 404,
-  'Forbidden.DKMSInstanceNotFound': 404,
+  'Forbidden.DKMSInstanceNotFound': 403,
   'Forbidden.NoPermission': 403,
   // Our choice (docs silent): see domain/errors.ts deletionProtected.
   'Forbidden.DeletionProtection': 403,

@@ -103,7 +103,7 @@ export function createRpcHandler(kms: KmsServices, actions: ActionTable): RouteH
       sendJson(res, status, JSON.stringify(body), requestId);
       notifyObservers(kms.requestObservers, {
         requestId, action: shownAction, accessKeyId: caller?.accessKeyId, sourceIp: req.socket.remoteAddress, httpStatus: status,
-        code: body.Code, seconds: msSince(started) / 1000,
+        code: body.Code, seconds: msSince(started) / 1000, keyId: caller?.resolvedKeyId,
       }, (err) => logger.error({ requestId, err }, 'request observer failed'));
     }
   };

@@ -20,7 +20,20 @@ export function toTable(value: unknown): string {
   return String(value ?? '');
 }
 
-function grid(records: Array<Record<string, string>>): string {
+/**
+ * Control characters and bidirectional overrides in a cell, escaped (`\n`, `\u202e`): a value
+ * someone else chose (a key's description) must not split a row or reorder what an operator
+ * reads, so one row never passes for two.
+ */
+const UNSAFE_IN_A_CELL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+const NAMED_ESCAPES: Readonly<Record<string, string>> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+function safeCell(text: string): string {
+  return text.replace(UNSAFE_IN_A_CELL, (c) => NAMED_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+function grid(rows: Array<Record<string, string>>): string {
+  const records = rows.map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [safeCell(k), safeCell(v)])));
   const columns = [...new Set(records.flatMap((r) => Object.keys(r)))];
   if (columns.length === 0) return '(empty)';
   const widths = columns.map((c) => Math.max(c.length, ...records.map((r) => (r[c] ?? '').length)));

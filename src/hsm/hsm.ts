@@ -270,6 +270,15 @@ export interface Hsm {
   signAuditDigest(message: Buffer): Promise<{ signature: Buffer; publicKeyDer: Buffer }>;
   /** DER SPKI of the token's audit digest keys (what `kms audit verify` trusts). */
   auditDigestPublicKeys(): Promise<Buffer[]>;
+  /**
+   * A chain's audit anchor kept in the token (the newest digest signed for it, as the caller
+   * serialised it), which the database cannot move: none when the token has none, and for the
+   * moment a write replaces it, the old and the new one.
+   */
+  readAuditAnchor(chainId: number): Promise<Buffer[]>;
+  writeAuditAnchor(chainId: number, value: Buffer): Promise<void>;
+  /** Destroys every audit anchor (the trail was emptied on purpose: `kms reset`). @returns how many */
+  clearAuditAnchors(): Promise<number>;
 
   close(): Promise<void>;
 }

@@ -28,13 +28,35 @@ const PAGE = 5_000;
 /** Id of a digest signing key: SHA-256 of its DER SubjectPublicKeyInfo, hex. */
 export const signingKeyIdOf = (publicKeyDer: Buffer): string => createHash('sha256').update(publicKeyDer).digest('hex');
 
+/** What the token keeps of a chain's newest digest (Hsm.writeAuditAnchor): canonical JSON. */
+interface AuditAnchor {
+  digestSeq: number;
+  digestHash: string;
+}
+
+const serialiseAnchor = (d: AuditAnchor): Buffer => Buffer.from(JSON.stringify({ digestHash: d.digestHash, digestSeq: d.digestSeq }), 'utf8');
+
+function parseAnchor(value: Buffer): AuditAnchor | undefined {
+  try {
+    const parsed = JSON.parse(value.toString('utf8')) as Partial<AuditAnchor>;
+    if (typeof parsed.digestSeq === 'number' && typeof parsed.digestHash === 'string') return { digestSeq: parsed.digestSeq, digestHash: parsed.digestHash };
+  } catch {
+    // Not ours, or damaged: reported as such by verify.
+  }
+  return undefined;
+}
+
 /**
  * Signs a digest of every chain that grew since its last digest (the repeatable job, and
  * `kms audit digest`). Per chain, under an advisory lock, so two runs never race on one chain.
+ * After each digest commits, the chain's anchor in the token is moved to it (a failure there
+ * is thrown once every chain had its turn: the digests stand, and the anchor lags by one until
+ * the next run; two runs that interleave may leave it one digest behind, never ahead).
  * @returns the digests made
  */
 export async function createAuditDigests(deps: Pick<ServiceDeps, 'db' | 'hsm' | 'clock'>): Promise<StoredAuditDigest[]> {
   const made: StoredAuditDigest[] = [];
+  let anchorFailure: unknown;
   for (const chainId of await listChainIds(deps.db)) {
     const digest = await withTransaction(deps.db, async (tx) => {
       await lockDigestCreation(tx, chainId);
@@ -62,8 +84,11 @@ export async function createAuditDigests(deps: Pick<ServiceDeps, 'db' | 'hsm' | 
       await insertDigest(tx, stored);
       return stored;
     });
-    if (digest) made.push(digest);
+    if (!digest) continue;
+    made.push(digest);
+    await deps.hsm.writeAuditAnchor(chainId, serialiseAnchor(digest)).catch((error: unknown) => (anchorFailure ??= error));
   }
+  if (anchorFailure !== undefined) throw anchorFailure;
   return made;
 }
 
@@ -73,6 +98,8 @@ export interface ChainVerification {
   digests: number;
   /** Events after the last digest (not yet signed). */
   unsignedEvents: number;
+  /** Whether the token holds this chain's anchor (digests made before anchors existed have none). */
+  anchored: boolean;
   /** The first thing found wrong, naming the row or digest; undefined: the chain verifies. */
   problem?: string | undefined;
 }
@@ -112,11 +139,11 @@ export async function verifyAuditTrail(deps: Pick<ServiceDeps, 'db' | 'hsm'>): P
 const rowName = (r: Pick<AuditRecord, 'chainId' | 'seq' | 'action' | 'requestId' | 'keyId'>) =>
   `row chain=${r.chainId} seq=${r.seq} (action ${r.action}${r.keyId ? `, key ${r.keyId}` : ''}${r.requestId ? `, request ${r.requestId}` : ''})`;
 
-async function verifyChain(deps: Pick<ServiceDeps, 'db'>, chainId: number, trusted: ReadonlyMap<string, KeyObject>): Promise<ChainVerification> {
+async function verifyChain(deps: Pick<ServiceDeps, 'db' | 'hsm'>, chainId: number, trusted: ReadonlyMap<string, KeyObject>): Promise<ChainVerification> {
   const digests = await listDigests(deps.db, chainId);
   const wanted = new Set(digests.map((d) => d.lastSeq));
   const hashAt = new Map<number, string>();
-  const result: ChainVerification = { chainId, events: 0, digests: digests.length, unsignedEvents: 0 };
+  const result: ChainVerification = { chainId, events: 0, digests: digests.length, unsignedEvents: 0, anchored: false };
   const fail = (problem: string) => ({ ...result, problem });
 
   let prevHash = GENESIS_HASH;
@@ -166,6 +193,21 @@ async function verifyChain(deps: Pick<ServiceDeps, 'db'>, chainId: number, trust
     previous = d;
   }
   result.unsignedEvents = lastSeq - (previous?.lastSeq ?? 0);
+
+  // The token's anchor: the newest digest signed for this chain must still be there, as signed.
+  const stored = await deps.hsm.readAuditAnchor(chainId);
+  if (stored.length > 0) {
+    const anchors = stored.map(parseAnchor);
+    if (anchors.some((a) => a === undefined)) return fail(`chain ${chainId}: the HSM's audit anchor cannot be read`);
+    // Two for the moment a write replaces one: the newer counts.
+    const anchor = (anchors as AuditAnchor[]).reduce((a, b) => (b.digestSeq > a.digestSeq ? b : a));
+    const anchored = digests.find((d) => d.digestSeq === anchor.digestSeq);
+    if (!anchored) {
+      return fail(`chain ${chainId}: digest #${anchor.digestSeq}, which the HSM's anchor names, is missing (digests deleted, with the history they covered?)`);
+    }
+    if (anchored.digestHash !== anchor.digestHash) return fail(`chain ${chainId}: digest #${anchor.digestSeq} differs from the HSM's anchor (digests rewritten)`);
+    result.anchored = true;
+  }
   return result;
 }
 

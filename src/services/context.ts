@@ -44,6 +44,12 @@ export interface Caller {
    * otherwise. Absent for the system and the CLI.
    */
   nonce?: PendingNonce | undefined;
+  /**
+   * The key this request resolved last (set by services/key-lookup.ts once the caller may see
+   * it): what the audit of a *refused* call names (a disabled key, a throttled call), which has
+   * no answer to take the id from. Set only on a request's own Caller, never on systemCaller.
+   */
+  resolvedKeyId?: string | undefined;
 }
 
 export const systemCaller: Caller = { accessKeyId: 'system', role: 'admin', instanceIds: null };

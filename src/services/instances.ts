@@ -61,7 +61,7 @@ export async function createInstance(deps: ServiceDeps, input: CreateInstanceInp
 /**
  * GetKmsInstance. A key-user limited to some instances sees only those; another instance is
  * answered exactly as a missing one (issue 13: no existence oracle).
- * @throws Forbidden.DKMSInstanceNotFound (404)
+ * @throws Forbidden.DKMSInstanceNotFound (403)
  */
 export async function describeInstance(deps: ServiceDeps, instanceId: string, caller: Caller): Promise<Instance> {
   const visible = visibleInstanceIds(caller);
@@ -127,7 +127,7 @@ export interface QuotaInfo {
  * quantity is counted from the versions themselves, so it always agrees with Postgres.
  * `qps`: the instance's QPS spec and the crypto calls it admitted over the last second, across
  * every process (services/throttling.ts). This service has no secrets and no VPC bindings (quota 0).
- * @throws Forbidden.DKMSInstanceNotFound (404), also for an instance the caller may not see
+ * @throws Forbidden.DKMSInstanceNotFound (403), also for an instance the caller may not see
  */
 export async function instanceQuotaInfos(
   deps: ServiceDeps,
@@ -155,7 +155,7 @@ export interface InstanceQuota {
 /**
  * One instance's quota use (GetKmsInstance, GetKmsInstanceQuotaInfos): the version count the
  * quota check reads, and the QPS the rate limiter admitted over the last second.
- * @throws Forbidden.DKMSInstanceNotFound (404), also for an instance the caller may not see
+ * @throws Forbidden.DKMSInstanceNotFound (403), also for an instance the caller may not see
  */
 export async function instanceQuota(deps: ServiceDeps, instanceId: string, caller: Caller): Promise<InstanceQuota> {
   const instance = await describeInstance(deps, instanceId, caller);

@@ -51,6 +51,7 @@ export async function loadKey(
   const keyId = await resolveKeyId(deps, db, reference);
   const key = await getKey(db, keyId, options);
   if (!key || !isKeyVisible(caller, key)) throw notFound();
+  noteResolvedKey(caller, key.id);
   return key;
 }
 
@@ -64,6 +65,7 @@ export async function findKey(deps: Pick<ServiceDeps, 'config' | 'repositories'>
   const keyId = await resolveWith(deps, reference, (name) => deps.repositories.aliases.byName(name));
   const key = await deps.repositories.keys.byId(keyId);
   if (!key || !isKeyVisible(caller, key)) throw notFound();
+  noteResolvedKey(caller, key.id);
   return key;
 }
 
@@ -82,6 +84,12 @@ export function isKeyVisible(caller: Caller, key: Pick<Key, 'instanceId'>): bool
  * may not see is answered as a missing key.
  * @throws Forbidden.KeyNotFound (404)
  */
-export function authorizeKey(caller: Caller, key: Pick<Key, 'instanceId'>): void {
+export function authorizeKey(caller: Caller, key: Pick<Key, 'id' | 'instanceId'>): void {
   if (!isKeyVisible(caller, key)) throw keyNotFound();
+  noteResolvedKey(caller, key.id);
+}
+
+/** Caller.resolvedKeyId, on a request's Caller only (the shared systemCaller is never written). */
+function noteResolvedKey(caller: Caller, keyId: string): void {
+  if (caller.requestId !== undefined) caller.resolvedKeyId = keyId;
 }

@@ -190,7 +190,16 @@ export async function createKey(deps: ServiceDeps, input: CreateKeyInput, caller
       action: 'CreateKey',
       keyId,
       keyVersionId: versionId,
-      detail: { versionId, protection, spec, origin },
+      // What CreateKey set besides the key itself, as TagResource and UpdateRotationPolicy record it.
+      detail: {
+        versionId,
+        protection,
+        spec,
+        origin,
+        ...(input.tags && input.tags.length > 0 ? { tagKeys: input.tags.map((t) => t.key) } : {}),
+        automaticRotation: key.automaticRotation,
+        ...(key.rotationIntervalSeconds !== null ? { rotationIntervalSeconds: key.rotationIntervalSeconds } : {}),
+      },
     });
     const needsObject = generated && versionStorage === 'token';
     // Made ahead in every case materialAhead foresees; this is only a backstop (last before the

@@ -2,7 +2,7 @@
  * `kms reset` (issue 18): a test rig back to empty without a restart. In one transaction that
  * holds every key's row lock, the keys' token objects are destroyed first (HSM version keys and
  * pairs, the wrapping pairs issued for keys), then the rows go (keys, versions, aliases, tags,
- * audit, reconciler findings; with `everything`, instances and access keys as well, but for the
+ * audit and its anchors in the token, reconciler findings; with `everything`, instances and access keys as well, but for the
  * one kept so the rig stays reachable). Destroying an object already gone is a no-op, so a reset
  * that failed half-way is simply run again; the commit drops every node's caches (store/reset.ts).
  */
@@ -31,6 +31,9 @@ export async function resetRig(deps: ServiceDeps, options: ResetOptions = {}): P
       let destroyed = 0;
       for (const versionId of objects.tokenVersionIds) if (await deps.hsm.destroyVersionKey(versionId)) destroyed += 1;
       for (const wrappingKeyId of objects.wrappingKeyIds) await deps.hsm.destroyWrappingKeyPair(wrappingKeyId);
+      // The trail starts again from genesis: the token's anchors of the old one go with it (a
+      // reset whose commit then fails leaves the old trail unanchored, never falsely broken).
+      await deps.hsm.clearAuditAnchors();
       await deleteRigState(tx, { everything: options.everything === true, keepAccessKeyId: options.keepAccessKeyId });
       return { objects, destroyed };
     },

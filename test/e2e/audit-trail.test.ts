@@ -96,6 +96,36 @@ describe('recording', () => {
     expect((await eventsOf(refused.data.RequestId as string)).rows[0]).toEqual({ action: 'Decrypt', result_code: refused.code });
   });
 
+  it('a call refused for its key\'s state names that key, so the key\'s history shows the denied attempts', async () => {
+    const keyId = (await call('CreateKey', { DKMSInstanceId: server.softwareInstanceId })).KeyMetadata.KeyId as string;
+    await call('SetDeletionProtection', { KeyId: keyId, EnableDeletionProtection: 'true' });
+    const blob = (await call('Encrypt', { KeyId: keyId, Plaintext: 'x' })).CiphertextBlob as string;
+    await call('DisableKey', { KeyId: keyId });
+    const refusals = [
+      await sdkError(() => call('Encrypt', { KeyId: keyId, Plaintext: 'x' })),
+      await sdkError(() => call('Decrypt', { CiphertextBlob: blob })),
+      await sdkError(() => call('ScheduleKeyDeletion', { KeyId: keyId, PendingWindowInDays: 7 })),
+    ];
+    expect(refusals.map((r) => r.code)).toEqual(['Rejected.Disabled', 'Rejected.Disabled', 'Forbidden.DeletionProtection']);
+    const requestIds = refusals.map((r) => r.data.RequestId as string);
+    await eventually('the refusals recorded', async () => (await db().query('SELECT 1 FROM audit_events WHERE request_id = ANY($1)', [requestIds])).rows.length === 3, 10_000);
+    const ofKey = await listAudit(db(), { keyId });
+    for (const [i, requestId] of requestIds.entries()) {
+      expect(ofKey.find((e) => e.requestId === requestId), requestId).toMatchObject({ keyId, resultCode: refusals[i]!.code });
+    }
+  });
+
+  it('CreateKey\'s event records the tags and the rotation policy it set', async () => {
+    const created = await call('CreateKey', {
+      DKMSInstanceId: server.softwareInstanceId,
+      Tags: JSON.stringify([{ TagKey: 'team', TagValue: 'payments' }]),
+      EnableAutomaticRotation: 'true',
+      RotationInterval: '30d',
+    });
+    const [event] = await listAudit(db(), { keyId: created.KeyMetadata.KeyId as string, action: 'CreateKey' });
+    expect(event?.detail).toMatchObject({ tagKeys: ['team'], automaticRotation: 'Enabled', rotationIntervalSeconds: 2_592_000 });
+  });
+
   it('holds no plaintext, material, token, secret or PIN in any row', async () => {
     const plaintext = `secret-plaintext-${randomBytes(12).toString('hex')}`;
     const keyId = (await call('CreateKey', { DKMSInstanceId: server.hsmInstanceId })).KeyMetadata.KeyId as string;
@@ -208,9 +238,10 @@ describe('kms audit verify', () => {
   it('passes on an untouched log, with every chain digested', async () => {
     const result = await verify();
     expect(result.code, result.stderr).toBe(0);
-    const shown = JSON.parse(result.stdout) as { Verified: boolean; Events: number; Digests: number };
+    const shown = JSON.parse(result.stdout) as { Verified: boolean; Events: number; Digests: number; AnchoredChains: number };
     expect(shown.Verified).toBe(true);
     expect(shown.Digests).toBeGreaterThanOrEqual(1);
+    expect(shown.AnchoredChains).toBeGreaterThanOrEqual(1);
     expect(shown.Events).toBeGreaterThanOrEqual(rows.length);
   });
 
@@ -254,6 +285,48 @@ describe('kms audit verify', () => {
       await swap();
     }
     expect((await verify()).code).toBe(0);
+  });
+
+  /** Runs `tamper` on the chain, then puts its events, digests and head back as they were. */
+  const tamperedThenRestored = async (tamper: () => Promise<void>, check: () => Promise<void>) => {
+    const backup = `audit_backup_${process.pid}_${chainId}`;
+    await db().query(`CREATE TABLE ${backup}_events AS SELECT * FROM audit_events WHERE chain_id = ${chainId}`);
+    await db().query(`CREATE TABLE ${backup}_digests AS SELECT * FROM audit_digests WHERE chain_id = ${chainId}`);
+    await db().query(`CREATE TABLE ${backup}_head AS SELECT * FROM audit_chain_heads WHERE chain_id = ${chainId}`);
+    try {
+      await tamper();
+      await check();
+    } finally {
+      await db().query(`DELETE FROM audit_events WHERE chain_id = ${chainId}`);
+      await db().query(`DELETE FROM audit_digests WHERE chain_id = ${chainId}`);
+      await db().query(`INSERT INTO audit_events SELECT * FROM ${backup}_events`);
+      await db().query(`INSERT INTO audit_digests SELECT * FROM ${backup}_digests`);
+      await db().query(`UPDATE audit_chain_heads h SET seq = b.seq, hash = b.hash FROM ${backup}_head b WHERE h.chain_id = b.chain_id`);
+      for (const table of ['events', 'digests', 'head']) await db().query(`DROP TABLE ${backup}_${table}`);
+    }
+    expect((await verify()).code).toBe(0);
+  };
+
+  it('fails when the digests are deleted with the history they signed and the head rewound (the HSM\'s anchor names the digest)', async () => {
+    // The attack: delete the chain's digests, every event after the first, and move the head
+    // back, so that what is left is a short, valid, unsigned chain. Only the token remembers.
+    await tamperedThenRestored(async () => {
+      await db().query('DELETE FROM audit_digests WHERE chain_id = $1', [chainId]);
+      await db().query('DELETE FROM audit_events WHERE chain_id = $1 AND seq > 1', [chainId]);
+      await db().query('UPDATE audit_chain_heads SET seq = 1, hash = (SELECT hash FROM audit_events WHERE chain_id = $1 AND seq = 1) WHERE chain_id = $1', [chainId]);
+    }, () => expectBroken(new RegExp(`chain ${chainId}: digest #\\d+, which the HSM's anchor names, is missing`)));
+  });
+
+  it('fails when only the digests are deleted, and when the whole chain is wiped back to genesis', async () => {
+    await tamperedThenRestored(
+      () => db().query('DELETE FROM audit_digests WHERE chain_id = $1', [chainId]).then(() => undefined),
+      () => expectBroken(new RegExp(`chain ${chainId}: digest #\\d+, which the HSM's anchor names, is missing`)),
+    );
+    await tamperedThenRestored(async () => {
+      await db().query('DELETE FROM audit_digests WHERE chain_id = $1', [chainId]);
+      await db().query('DELETE FROM audit_events WHERE chain_id = $1', [chainId]);
+      await db().query(`UPDATE audit_chain_heads SET seq = 0, hash = repeat('0', 64) WHERE chain_id = $1`, [chainId]);
+    }, () => expectBroken(new RegExp(`chain ${chainId}: digest #\\d+, which the HSM's anchor names, is missing`)));
   });
 
   it('fails on the digest signature after the chain is rewritten and re-chained with correct hashes but without the HSM key', async () => {
@@ -304,7 +377,9 @@ describe('two server processes appending at once', () => {
   });
 
   it('50 parallel CreateKeys across 2 processes: every event recorded once, every chain verifies', { timeout: 180_000 }, async () => {
-    // A fresh, valid trail first (the tampering above rewrote one chain for good).
+    // A fresh, valid trail first (the tampering above rewrote one chain for good), with the
+    // token's anchors of the old one cleared, as `kms reset` does.
+    await server.kms.deps.hsm.clearAuditAnchors();
     await db().query('TRUNCATE audit_events, audit_digests');
     await db().query(`UPDATE audit_chain_heads SET seq = 0, hash = repeat('0', 64)`);
     second = await startServeProcess(server, { KMS_AUDIT_FLUSH_MS: String(FLUSH_MS) });

@@ -184,7 +184,7 @@ describe('a key-user limited to instance A cannot tell what exists outside it', 
       const missing = await answer(() => limited(action, { KmsInstanceId: MISSING_INSTANCE }));
       expect([action, missing]).toEqual([
         action,
-        { Code: 'Forbidden.DKMSInstanceNotFound', Message: 'The specified DKMS Instance is not found.', HttpStatus: 404, status: 404 },
+        { Code: 'Forbidden.DKMSInstanceNotFound', Message: 'The specified DKMS Instance is not found.', HttpStatus: 403, status: 403 },
       ]);
       expect([action, await answer(() => limited(action, { KmsInstanceId: server.softwareInstanceId }))]).toEqual([action, missing]);
     }

@@ -41,7 +41,7 @@ describe('GetKmsInstanceQuotaInfos', () => {
 
   it('refuses an unknown instance (404), a bad ResourceType (400) and a missing id (400)', async () => {
     const unknown = await sdkError(() => call('GetKmsInstanceQuotaInfos', { KmsInstanceId: 'kst-hzznothing' }));
-    expect([unknown.code, unknown.statusCode]).toEqual(['Forbidden.DKMSInstanceNotFound', 404]);
+    expect([unknown.code, unknown.statusCode]).toEqual(['Forbidden.DKMSInstanceNotFound', 403]);
     const badType = await sdkError(() => call('GetKmsInstanceQuotaInfos', { KmsInstanceId: server.hsmInstanceId, ResourceType: 'Key' }));
     expect([badType.code, badType.statusCode]).toEqual(['InvalidParameter', 400]);
     const missing = await sdkError(() => call('GetKmsInstanceQuotaInfos', {}));
@@ -59,7 +59,7 @@ describe('GetDefaultKmsInstance', () => {
     expect((await asHsmUser('GetDefaultKmsInstance', {})).DefaultKmsInstanceId).toBe('');
     const refused = await sdkError(() => asHsmUser('GetKmsInstanceQuotaInfos', { KmsInstanceId: server.softwareInstanceId }));
     // Another instance is answered as a missing one (issue 13: no existence oracle).
-    expect([refused.code, refused.statusCode]).toEqual(['Forbidden.DKMSInstanceNotFound', 404]);
+    expect([refused.code, refused.statusCode]).toEqual(['Forbidden.DKMSInstanceNotFound', 403]);
     expect((await asHsmUser('GetKmsInstanceQuotaInfos', { KmsInstanceId: server.hsmInstanceId, ResourceType: 'key' })).KmsInstanceQuotaInfos).toHaveLength(1);
   });
 });

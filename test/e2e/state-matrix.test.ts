@@ -168,7 +168,7 @@ describe('every validation rule answers its documented code, never a 500', () =>
     ['acs: tag key', 'CreateKey', { Tags: tags(1, () => 'acs:project') }, INVALID],
     ['aliyun tag key', 'CreateKey', { Tags: tags(1, () => 'aliyun-x') }, INVALID],
     ['Tags not JSON', 'CreateKey', { Tags: 'k=v' }, INVALID],
-    ['unknown instance', 'CreateKey', { DKMSInstanceId: 'kst-hzzdoesnotexist' }, ['Forbidden.DKMSInstanceNotFound', 404]],
+    ['unknown instance', 'CreateKey', { DKMSInstanceId: 'kst-hzzdoesnotexist' }, ['Forbidden.DKMSInstanceNotFound', 403]],
     // Aliases
     ['alias without prefix', 'CreateAlias', async () => ({ AliasName: 'orders', KeyId: await anyKey() }), INVALID],
     ['alias with a space', 'CreateAlias', async () => ({ AliasName: 'alias/my key', KeyId: await anyKey() }), INVALID],

@@ -2,7 +2,7 @@ import { type AddressInfo, type Socket, createServer } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { toTable } from '../../src/cli/output.js';
 import { ConnectionError, createRpcClient } from '../../src/cli/rpc-client.js';
-import { clientEndpoint } from '../../src/main.js';
+import { clientEndpoint, describeListening, listenAddress } from '../../src/main.js';
 import { pinnedBootstrapKey } from '../../src/services/bootstrap.js';
 
 /** Issue 18 points 2 and 4: the pieces of the CLI's polish and of pinned credentials, without a server. */
@@ -23,6 +23,13 @@ describe('toTable', () => {
       'ZoneIds           a,b',
     ]);
     expect(toTable([])).toBe('(empty)');
+  });
+
+  it('escapes control characters and bidi overrides in a cell, so a description cannot fake a row', () => {
+    const lines = toTable([{ KeyId: 'key-a', Description: 'line1\nkey-fake  Enabled\t\u202eevil\u0007' }, { KeyId: 'key-b', Description: 'plain' }]).split('\n');
+    expect(lines).toHaveLength(4);
+    expect(lines[2]).toBe('key-a  line1\\nkey-fake  Enabled\\t\\u202eevil\\u0007');
+    expect(lines[3]).toBe('key-b  plain');
   });
 });
 
@@ -57,6 +64,13 @@ describe('clientEndpoint', () => {
     expect(clientEndpoint('127.0.0.1', 18080)).toBe('127.0.0.1:18080');
     expect(clientEndpoint('::1', 8080)).toBe('[::1]:8080');
     expect(clientEndpoint('kms.internal', 80)).toBe('kms.internal:80');
+  });
+
+  it('is not what the start-up line calls the listen address: a rig on 0.0.0.0 says so', () => {
+    const wildcard = { listening: listenAddress('0.0.0.0', 18181), endpoint: clientEndpoint('0.0.0.0', 18181) };
+    expect(describeListening(wildcard)).toBe('0.0.0.0:18181 (clients on this host: 127.0.0.1:18181)');
+    expect(describeListening({ listening: listenAddress('::', 8080), endpoint: clientEndpoint('::', 8080) })).toBe('[::]:8080 (clients on this host: 127.0.0.1:8080)');
+    expect(describeListening({ listening: listenAddress('127.0.0.1', 8080), endpoint: clientEndpoint('127.0.0.1', 8080) })).toBe('127.0.0.1:8080');
   });
 });
 

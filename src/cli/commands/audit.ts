@@ -80,6 +80,8 @@ export function register(program: Command): void {
           Events: result.events,
           Digests: result.digests,
           UnsignedEvents: result.chains.reduce((n, c) => n + c.unsignedEvents, 0),
+          // Chains with digests whose newest is held in the HSM (the rest predate anchors, or have no digest yet).
+          AnchoredChains: result.chains.filter((c) => c.anchored).length,
           ...(result.firstProblem ? { FirstProblem: result.firstProblem } : {}),
         });
         if (!result.ok) throw new Error(`audit trail verification FAILED: ${result.firstProblem}`);

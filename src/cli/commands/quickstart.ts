@@ -89,10 +89,10 @@ async function quickstart(): Promise<void> {
     });
     stops.push(() => rm(runtimeFile(base.dataDir), { force: true }));
     const running = await step('API', async () => {
-      const { runServer } = await import('../../main.js');
+      const { runServer, describeListening } = await import('../../main.js');
       const server = await runServer(config);
       stops.push(() => server.stop());
-      return { value: server, note: `migrations applied, listening on ${server.endpoint}` };
+      return { value: server, note: `migrations applied, listening on ${describeListening(server)}` };
     });
     // One process runs the API and the job workers (material expiry, rotation, wrapping-key pool …).
     await step('job workers', async () => {

@@ -17,6 +17,7 @@ import type {
   WrappedVersionKeyPair,
   WrappingAlgorithm,
 } from '../hsm.js';
+import { AuditAnchors } from './audit-anchors.js';
 import { AuditDigestKey } from './audit-digest-key.js';
 import { ByokUnwrap } from './byok-unwrap.js';
 import { probeCapabilities } from './capabilities.js';
@@ -87,6 +88,7 @@ export class Pkcs11Hsm implements Hsm {
   private readonly versionKeys: VersionKeys;
   private readonly byok: ByokUnwrap;
   private readonly auditDigestKey: AuditDigestKey;
+  private readonly auditAnchors: AuditAnchors;
   private readonly unwrapped: UnwrappedKeyCache;
   private readonly wrapped: WrappedKeys;
   private closed = false;
@@ -116,6 +118,7 @@ export class Pkcs11Hsm implements Hsm {
     this.wrapped = new WrappedKeys(p11, run, hsmInfo.capabilities, this.unwrapped);
     this.byok = new ByokUnwrap(p11, run, this.cache, hsmInfo.capabilities, () => this.rootKey, options.importStrict, this.wrapped);
     this.auditDigestKey = new AuditDigestKey(p11, run);
+    this.auditAnchors = new AuditAnchors(p11, run);
   }
 
   /**
@@ -376,6 +379,18 @@ export class Pkcs11Hsm implements Hsm {
 
   auditDigestPublicKeys(): Promise<Buffer[]> {
     return this.op(() => this.auditDigestKey.publicKeys());
+  }
+
+  readAuditAnchor(chainId: number): Promise<Buffer[]> {
+    return this.op(() => this.auditAnchors.read(chainId));
+  }
+
+  writeAuditAnchor(chainId: number, value: Buffer): Promise<void> {
+    return this.op(() => this.auditAnchors.write(chainId, value));
+  }
+
+  clearAuditAnchors(): Promise<number> {
+    return this.op(() => this.auditAnchors.clear());
   }
 
   async close(): Promise<void> {
