@@ -149,7 +149,9 @@ describe('a change made by a job in a kms worker process', () => {
     const worker = await startWorkerProcess(server);
     try {
       const keyId = await newKey(server.softwareInstanceId, { Origin: 'EXTERNAL' });
-      const expireUnix = Math.floor(Date.now() / 1000) + 3;
+      // Far enough ahead that a slow machine still imports before it (GetParametersForImport,
+      // the wrap, ImportKeyMaterial: a CI run under load once took over 3 s).
+      const expireUnix = Math.floor(Date.now() / 1000) + 6;
       await importMaterial(onA, keyId, randomBytes(32), expireUnix);
       expect(await encryptOutcome(onB, keyId)).toBe('OK');
       // Nothing on the request path looks at the expiry: only the worker's commit (and its publish) can end it on B,

@@ -116,6 +116,16 @@ describe('a process whose SoftHSM2 token view went stale', () => {
     expect(moduleGeneration(MODULE)).toBe(generation + 1);
   }, 60_000);
 
+  it('a destroy restarts too, rather than leave another process\'s object behind (a key deletion, a reset)', async () => {
+    const generation = moduleGeneration(MODULE);
+    tearTokenObjectReadOnce();
+    const foreign = randomUUID();
+    await generateInAnotherProcess(foreign);
+    expect(await hsm.destroyVersionKey(foreign)).toBe(true);
+    expect(moduleGeneration(MODULE)).toBe(generation + 1);
+    expect(await other.hasVersionKey(foreign)).toBe(false);
+  }, 60_000);
+
   it('the reconciler\'s listing restarts too, rather than miss another process\'s objects (it would flag their versions)', async () => {
     const generation = moduleGeneration(MODULE);
     tearTokenObjectReadOnce();

@@ -131,7 +131,7 @@ export class VersionKeys {
     this.cache.forget(versionId);
     this.cache.forget(privateHalf(versionId));
     this.publicKeys.delete(versionId);
-    return this.run('destroyVersionKey', (session) => {
+    const destroyed = await this.run('destroyVersionKey', (session) => {
       const found = findObjects(this.p11, session, [
         { type: pkcs11js.CKA_TOKEN, value: true },
         { type: pkcs11js.CKA_ID, value: Buffer.from(versionId, 'utf8') },
@@ -139,6 +139,9 @@ export class VersionKeys {
       for (const handle of found) this.p11.C_DestroyObject(session, handle);
       return found.length > 0;
     });
+    // Nothing found in a token view that no longer changes would leave another process's object behind.
+    if (!destroyed) await this.cache.assertTokenView();
+    return destroyed;
   }
 
   async publicKey(versionId: string): Promise<Buffer> {
