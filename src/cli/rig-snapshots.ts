@@ -33,7 +33,7 @@ export async function assertRigStopped(dataDir: string): Promise<void> {
   ];
   for (const [what, pid] of holders) {
     if (pid !== undefined && isRunning(pid)) {
-      throw new Error(`${what} of ${dataDir} is running (process ${pid}): stop it (Ctrl-C) before taking or restoring a snapshot.`);
+      throw new Error(`${what} of ${dataDir} is running (process ${pid}): stop it (Ctrl-C) first: snapshots, backups and restores need the rig stopped.`);
     }
   }
 }

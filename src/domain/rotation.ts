@@ -22,7 +22,7 @@ export function parseRotationInterval(s: string): number {
   }
   const seconds = Number(digits) * UNIT_SECONDS[unit as keyof typeof UNIT_SECONDS];
   if (seconds < MIN_ROTATION_INTERVAL_SECONDS || seconds > MAX_ROTATION_INTERVAL_SECONDS) {
-    throw invalidParameter('RotationInterval', 'must be between 7 and 365 days');
+    throw invalidParameter('RotationInterval', 'It must be between 7 and 365 days.');
   }
   return seconds;
 }

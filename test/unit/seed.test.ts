@@ -34,7 +34,7 @@ describe('seed documents', () => {
     expect(doc.keys.map((k) => k.rotation)).toEqual([{ enabled: true, intervalSeconds: 30 * 86_400 }, { enabled: false }, undefined, undefined]);
     expect(doc.keys[2]?.material).toEqual({ kind: 'base64', bytes: Buffer.alloc(32, 7) });
     expect(doc.keys[3]?.material).toEqual({ kind: 'file', path: 'm.bin' });
-    expect(issues({ keys: [{ id: 'key-rot00003', rotation: { interval: '3d' } }] })).toEqual(['keys.0.rotation.interval: must be between 7 and 365 days']);
+    expect(issues({ keys: [{ id: 'key-rot00003', rotation: { interval: '3d' } }] })).toEqual(['keys.0.rotation.interval: It must be between 7 and 365 days.']);
   });
 
   it('names every problem with its path', () => {
