@@ -140,7 +140,14 @@ const rowName = (r: Pick<AuditRecord, 'chainId' | 'seq' | 'action' | 'requestId'
   `row chain=${r.chainId} seq=${r.seq} (action ${r.action}${r.keyId ? `, key ${r.keyId}` : ''}${r.requestId ? `, request ${r.requestId}` : ''})`;
 
 async function verifyChain(deps: Pick<ServiceDeps, 'db' | 'hsm'>, chainId: number, trusted: ReadonlyMap<string, KeyObject>): Promise<ChainVerification> {
+  // A live deployment appends while this reads, so each read is bounded by the one before it:
+  // the anchor (written after its digest's commit), then the digests, then the head, then the
+  // rows up to the head's seq only (found by a probe: verify on a busy deployment failed with
+  // "rows deleted at the end?" when rows and head were read at different moments).
+  const storedAnchors = await deps.hsm.readAuditAnchor(chainId);
   const digests = await listDigests(deps.db, chainId);
+  const head = await getChainHead(deps.db, chainId);
+  const headSeq = head?.seq ?? Number.POSITIVE_INFINITY;
   const wanted = new Set(digests.map((d) => d.lastSeq));
   const hashAt = new Map<number, string>();
   const result: ChainVerification = { chainId, events: 0, digests: digests.length, unsignedEvents: 0, anchored: false };
@@ -148,9 +155,10 @@ async function verifyChain(deps: Pick<ServiceDeps, 'db' | 'hsm'>, chainId: numbe
 
   let prevHash = GENESIS_HASH;
   let lastSeq = 0;
-  for (;;) {
+  reading: for (;;) {
     const page = await chainPage(deps.db, chainId, lastSeq, PAGE);
     for (const row of page) {
+      if (row.seq > headSeq) break reading;
       if (row.seq !== lastSeq + 1) {
         return fail(`chain ${chainId}: seq ${lastSeq + 1} is missing (deleted?); the next row is ${rowName(row)}`);
       }
@@ -166,7 +174,6 @@ async function verifyChain(deps: Pick<ServiceDeps, 'db' | 'hsm'>, chainId: numbe
     }
     if (page.length < PAGE) break;
   }
-  const head = await getChainHead(deps.db, chainId);
   if (head && (head.seq !== lastSeq || head.hash !== prevHash)) {
     return fail(`chain ${chainId}: its head says seq ${head.seq}, but the rows end at seq ${lastSeq} (rows deleted at the end?)`);
   }
@@ -195,9 +202,8 @@ async function verifyChain(deps: Pick<ServiceDeps, 'db' | 'hsm'>, chainId: numbe
   result.unsignedEvents = lastSeq - (previous?.lastSeq ?? 0);
 
   // The token's anchor: the newest digest signed for this chain must still be there, as signed.
-  const stored = await deps.hsm.readAuditAnchor(chainId);
-  if (stored.length > 0) {
-    const anchors = stored.map(parseAnchor);
+  if (storedAnchors.length > 0) {
+    const anchors = storedAnchors.map(parseAnchor);
     if (anchors.some((a) => a === undefined)) return fail(`chain ${chainId}: the HSM's audit anchor cannot be read`);
     // Two for the moment a write replaces one: the newer counts.
     const anchor = (anchors as AuditAnchor[]).reduce((a, b) => (b.digestSeq > a.digestSeq ? b : a));

@@ -384,9 +384,21 @@ describe('two server processes appending at once', () => {
     await db().query(`UPDATE audit_chain_heads SET seq = 0, hash = repeat('0', 64)`);
     second = await startServeProcess(server, { KMS_AUDIT_FLUSH_MS: String(FLUSH_MS) });
     const other = openApiClient(second.endpoint, server.admin);
+    // Verified while the two processes append (and digests are signed): a live trail verifies too.
+    let appending = true;
+    const verifiedWhileAppending: Array<string | undefined> = [];
+    const verifying = (async () => {
+      while (appending) {
+        await createAuditDigests(server.kms.deps);
+        verifiedWhileAppending.push((await verifyAuditTrail(server.kms.deps)).firstProblem);
+      }
+    })();
     const results = await Promise.all(
       Array.from({ length: 50 }, (_, i) => (i % 2 === 0 ? call : other)('CreateKey', { DKMSInstanceId: server.softwareInstanceId, Description: `parallel ${i}` })),
-    );
+    ).finally(() => (appending = false));
+    await verifying;
+    expect(verifiedWhileAppending.length).toBeGreaterThan(0);
+    expect(verifiedWhileAppending.filter((problem) => problem !== undefined)).toEqual([]);
     const keyIds = results.map((r) => r.KeyMetadata.KeyId as string);
     const { rows } = await db().query<{ key_id: string }>(`SELECT key_id FROM audit_events WHERE action = 'CreateKey' AND key_id = ANY($1)`, [keyIds]);
     expect(rows.map((r) => r.key_id).sort()).toEqual([...keyIds].sort());
