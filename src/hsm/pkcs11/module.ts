@@ -19,6 +19,8 @@ interface LoadedModule {
   drained: Array<() => void>;
   /** The restart under way: new operations wait for it. */
   restarting: Promise<boolean> | undefined;
+  /** When the last restart ended (performance.now()); undefined before any. */
+  restartedAt: number | undefined;
 }
 const loaded = new Map<string, LoadedModule>();
 
@@ -42,7 +44,7 @@ export function acquireModule(modulePath: string): pkcs11js.PKCS11 {
   } catch (error) {
     if (pkcs11Code(error) !== pkcs11js.CKR_CRYPTOKI_ALREADY_INITIALIZED) throw error;
   }
-  loaded.set(modulePath, { p11, refs: 1, generation: 0, busy: 0, drained: [], restarting: undefined });
+  loaded.set(modulePath, { p11, refs: 1, generation: 0, busy: 0, drained: [], restarting: undefined, restartedAt: undefined });
   return p11;
 }
 
@@ -110,7 +112,14 @@ async function restartWhenDrained(entry: LoadedModule): Promise<boolean> {
   }
   // Every handle is gone now, whether or not the library comes back at once.
   entry.generation += 1;
+  entry.restartedAt = performance.now();
   return initializeAgain(entry.p11);
+}
+
+/** How long ago the loaded module last restarted, in ms (Infinity: never). */
+export function msSinceRestart(modulePath: string): number {
+  const at = loaded.get(modulePath)?.restartedAt;
+  return at === undefined ? Number.POSITIVE_INFINITY : performance.now() - at;
 }
 
 /** C_Initialize as acquireModule makes it; true if the library is initialized afterwards. */

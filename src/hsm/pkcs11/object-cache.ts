@@ -22,7 +22,13 @@ export const RESEARCH_BACKOFF_MS: readonly number[] = [20, 40, 80, 160, 320, 640
  * operation again (Pkcs11Hsm.op), rather than waiting for an object it can never see.
  */
 export class StaleTokenView extends Error {
-  constructor() {
+  /**
+   * @param evidence `broken`: the token answers as SoftHSM2 does once its view went stale for
+   *   good (Pkcs11Hsm.tokenViewIntact); `persistent-miss`: an object the database says exists
+   *   stayed invisible through the whole re-search while the token answers normally (another
+   *   process's object missed by a generation race: Pkcs11Hsm.op)
+   */
+  constructor(readonly evidence: 'broken' | 'persistent-miss' = 'broken') {
     super('The token view of this process is stale.');
   }
 }
@@ -35,6 +41,8 @@ export class ObjectHandleCache {
     private readonly p11: pkcs11js.PKCS11,
     private readonly run: SessionRunner,
     private readonly tokenViewIntact: () => Promise<boolean> = async () => true,
+    /** Whether a miss that outlasted the re-search may restart the module now (not too soon after the last restart). */
+    private readonly mayRestartForMiss: () => boolean = () => false,
   ) {}
 
   /** Throws StaleTokenView if this process cannot see the token change any more (a miss is then no answer). */
@@ -80,6 +88,11 @@ export class ObjectHandleCache {
       const found = await this.find(cacheKey, template);
       if (found !== undefined) return found;
     }
+    // SoftHSM2 2.6.1 can miss another process's object for good with a healthy-looking token:
+    // two processes creating at once, one records the token's generation counter with the
+    // other's increment in it and never lists the directory again until a third write (found by
+    // the multi-node probe: 503s for 107 s on a quiet deployment). A re-read cures it.
+    if (this.mayRestartForMiss()) throw new StaleTokenView('persistent-miss');
     return undefined;
   }
 

@@ -24,7 +24,18 @@ import { probeCapabilities } from './capabilities.js';
 import { isGeneralError, mayNeedRecovery, pkcs11Code, translatePkcs11Error } from './errors.js';
 import * as m from './mechanisms.js';
 import { GCM_IV_BYTES, nextGcmIv } from '../gcm-iv.js';
-import { TokenNotFound, acquireModule, findTokenSlot, initializeAgain, login, moduleGeneration, releaseModule, restartModule, useModule } from './module.js';
+import {
+  TokenNotFound,
+  acquireModule,
+  findTokenSlot,
+  initializeAgain,
+  login,
+  moduleGeneration,
+  msSinceRestart,
+  releaseModule,
+  restartModule,
+  useModule,
+} from './module.js';
 import { ObjectHandleCache, StaleTokenView } from './object-cache.js';
 import { findObjects, listObjectIdsOfClass } from './object-inventory.js';
 import { ROOT_KEY_ID, TOKEN_MAC_KEY_ID, ensureServiceKeys } from './service-keys.js';
@@ -34,6 +45,13 @@ import { VersionKeys, signDigest } from './version-keys.js';
 import { WrappedKeys, wrappedKeyUse } from './wrapped-keys.js';
 
 type Handle = pkcs11js.Handle;
+
+/**
+ * At most one module restart per this many ms for an object that stayed invisible while the
+ * token answered normally (object-cache.ts `persistent-miss`): an object truly gone (destroyed
+ * by a deletion in flight) must not restart the module on every call.
+ */
+const MISS_RESTART_INTERVAL_MS = 30_000;
 
 /** Pause before a failed C_GetTokenInfo is asked again (`tokenViewIntact`). */
 const TOKEN_VIEW_RECHECK_MS = 50;
@@ -58,6 +76,8 @@ export interface Pkcs11HsmOptions {
   unwrappedKeyCacheSize?: number;
   /** Where the adapter reports what it repaired on its own (a module restart); never given secrets. */
   warn?: (message: string) => void;
+  /** MISS_RESTART_INTERVAL_MS unless given (tests). */
+  missRestartIntervalMs?: number;
 }
 
 /**
@@ -112,7 +132,12 @@ export class Pkcs11Hsm implements Hsm {
   ) {
     this.generation = moduleGeneration(options.modulePath);
     const run = this.run.bind(this);
-    this.cache = new ObjectHandleCache(p11, run, () => this.tokenViewIntact());
+    this.cache = new ObjectHandleCache(
+      p11,
+      run,
+      () => this.tokenViewIntact(),
+      () => msSinceRestart(options.modulePath) >= (options.missRestartIntervalMs ?? MISS_RESTART_INTERVAL_MS),
+    );
     this.versionKeys = new VersionKeys(p11, run, this.cache, hsmInfo.capabilities, options.importStrict);
     this.unwrapped = new UnwrappedKeyCache(p11, slot, options.unwrappedKeyCacheSize ?? DEFAULT_UNWRAPPED_KEY_CACHE_SIZE);
     this.wrapped = new WrappedKeys(p11, run, hsmInfo.capabilities, this.unwrapped);
@@ -428,7 +453,11 @@ export class Pkcs11Hsm implements Hsm {
       } catch (error) {
         if (!(error instanceof StaleTokenView)) throw error;
         if (attempt > 1 || this.closed) throw unavailable('The HSM token could not be read afresh (its view in this process is stale); retry.');
-        this.options.warn?.('hsm: this process no longer sees the token directory change (SoftHSM2 stale token view); restarting the PKCS#11 module');
+        this.options.warn?.(
+          error.evidence === 'broken'
+            ? 'hsm: this process no longer sees the token directory change (SoftHSM2 stale token view); restarting the PKCS#11 module'
+            : 'hsm: an object the database names stayed invisible to this process (SoftHSM2 missed another process\'s write); restarting the PKCS#11 module',
+        );
         const restarted = await restartModule(modulePath).catch(() => false);
         if (!restarted) throw unavailable('The HSM token view of this process is stale and the module could not be restarted now; retry.');
       }
@@ -443,10 +472,12 @@ export class Pkcs11Hsm implements Hsm {
    */
   private reopen(): void {
     const p11 = this.p11;
-    this.generation = moduleGeneration(this.options.modulePath);
+    const generation = moduleGeneration(this.options.modulePath);
+    // Forgotten first, whatever follows: nothing of the old generation may be used again.
     this.cache.clear();
     this.unwrapped.abandon();
     this.wrapped.forgetMaster();
+    this.pool.abandon(this.slot);
     try {
       // A restart whose C_Initialize failed left the library finalized: try once more here.
       initializeAgain(p11);
@@ -459,8 +490,14 @@ export class Pkcs11Hsm implements Hsm {
       this.rootKey = rootKey;
       this.macKey = macKey;
     } catch (error) {
+      // Not reopened: the generation stays behind, so the next operation tries again (found by
+      // the multi-node probe: a reopen that failed once left a node answering 500 for good). A
+      // library that read the token torn at its C_Initialize (another process logging in) needs
+      // reading afresh once more: the operation restarts the module (op).
+      if (isGeneralError(error) || error instanceof TokenNotFound) throw new StaleTokenView('broken');
       throw translatePkcs11Error(error, 'reopen');
     }
+    this.generation = generation;
   }
 
   /**
