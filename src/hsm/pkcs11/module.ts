@@ -78,7 +78,7 @@ const RESTART_DRAIN_MS = 5_000;
  * Finalizes and initializes the loaded module again: every session, login and handle of the
  * process is gone, and the library reads its tokens afresh. For a library whose view of a token
  * went stale for good (SoftHSM2 2.6.1 stops re-reading its token directory once it met a
- * token.object that another process was rewriting: Pkcs11Hsm.checkTokenView). One at a time;
+ * token.object that another process was rewriting: Pkcs11Hsm.tokenViewIntact). One at a time;
  * waits for the operations under way (at most RESTART_DRAIN_MS, then gives up and returns
  * false). Never call it from inside `useModule`.
  */

@@ -77,7 +77,8 @@ export class ObjectHandleCache {
    * SoftHSM2 shows one process's new token objects to another only after its own refresh
    * (measured: up to 2.4 s), so a version the database says exists may be briefly invisible
    * here. Callers turn a final miss into a retryable 503. A miss in a process whose token view
-   * went stale for good throws StaleTokenView at once.
+   * went stale for good throws StaleTokenView at once; a miss that outlasts the re-search throws
+   * it too when `mayRestartForMiss` allows (then the adapter restarts the module and tries again).
    */
   async findPatiently(cacheKey: string, template: pkcs11js.Template): Promise<Handle | undefined> {
     const handle = await this.find(cacheKey, template);
