@@ -12,6 +12,7 @@ import { listAudit } from '../../src/store/audit.js';
 import { getKey } from '../../src/store/keys.js';
 import { waitFor } from '../helpers/jobs.js';
 import { type CallApi, openApiClient } from '../helpers/sdk.js';
+import { deploymentEnv } from '../helpers/serve-process.js';
 import { type TestServer, startServer } from '../helpers/server.js';
 import { withTokenSession } from '../helpers/token-session.js';
 
@@ -63,14 +64,7 @@ function startWorker(options: { fixture?: boolean; env?: Record<string, string> 
     cwd: repoRoot,
     env: {
       ...process.env,
-      DATABASE_URL: server.databaseUrl,
-      REDIS_URL: server.config.redisUrl ?? 'redis://127.0.0.1:6379',
-      KMS_QUEUE_PREFIX: server.config.jobs.queuePrefix,
-      KMS_DATA_DIR: server.token.dataDir,
-      KMS_HSM_TOKEN_LABEL: server.token.label,
-      KMS_HSM_PIN: server.token.userPin,
-      KMS_HSM_SO_PIN: server.token.soPin,
-      SOFTHSM2_CONF: server.token.confPath,
+      ...deploymentEnv(server),
       KMS_SWEEP_INTERVAL_SECONDS: '1',
       KMS_WRAPPING_KEY_POOL_SIZE: '0',
       KMS_LOG_LEVEL: 'info',

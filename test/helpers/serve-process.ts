@@ -28,6 +28,20 @@ export async function startWorkerProcess(server: TestServer, env: Record<string,
   return startKmsProcess(server, 'worker', /job workers started/, { KMS_SWEEP_INTERVAL_SECONDS: '1', ...env });
 }
 
+/** What every process of the test server's deployment shares: its database, queues and token. */
+export function deploymentEnv(server: TestServer): Record<string, string> {
+  return {
+    DATABASE_URL: server.databaseUrl,
+    REDIS_URL: server.config.redisUrl ?? 'redis://127.0.0.1:6379',
+    KMS_QUEUE_PREFIX: server.config.jobs.queuePrefix,
+    KMS_DATA_DIR: server.token.dataDir,
+    KMS_HSM_TOKEN_LABEL: server.token.label,
+    KMS_HSM_PIN: server.token.userPin,
+    KMS_HSM_SO_PIN: server.token.soPin,
+    SOFTHSM2_CONF: server.token.confPath,
+  };
+}
+
 async function startKmsProcess(
   server: TestServer,
   verb: 'serve' | 'worker',
@@ -38,14 +52,7 @@ async function startKmsProcess(
     cwd: repoRoot,
     env: {
       ...process.env,
-      DATABASE_URL: server.databaseUrl,
-      REDIS_URL: server.config.redisUrl ?? 'redis://127.0.0.1:6379',
-      KMS_QUEUE_PREFIX: server.config.jobs.queuePrefix,
-      KMS_DATA_DIR: server.token.dataDir,
-      KMS_HSM_TOKEN_LABEL: server.token.label,
-      KMS_HSM_PIN: server.token.userPin,
-      KMS_HSM_SO_PIN: server.token.soPin,
-      SOFTHSM2_CONF: server.token.confPath,
+      ...deploymentEnv(server),
       KMS_HOST: '127.0.0.1',
       KMS_PORT: '0',
       KMS_WRAPPING_KEY_POOL_SIZE: '0',
